@@ -1,0 +1,97 @@
+"""The one command-line tool, ``sat2sound``, with a subcommand per pipeline stage.
+
+Each subcommand lives in the module named in ``COMMANDS`` and exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their subcommand runs, so ``sat2sound --help`` is quick and
+the device-side commands never pull in torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+
+from core.errors import Sat2SoundError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("core.world.cli", "build the embedded world dataset, or inspect/validate a dataset folder"),
+    "train": ("core.train", "train the full-precision Sat2Sound teacher"),
+    "evaluate": ("core.evaluate", "retrieval metrics (R@10%, median rank) the paper's way"),
+    "map": ("core.maps.cli", "soundscape map of a region for a text or audio query"),
+    "ground": ("core.grounding.cli", "grounding heat map of a text query inside one tile"),
+    "concepts": ("core.concepts", "which codebook concepts a dataset activates, as a contact sheet"),
+    "distill": ("compress.distill", "distil the teacher into a mobile student"),
+    "quantize": ("compress.quantize", "post-training int8 quantization with a quality gate"),
+    "compress-report": ("compress.report", "teacher vs student vs int8: size, speed, retrieval"),
+    "export": ("export.cli", "export towers to ONNX / ORT / Core ML / TFLite with parity checks"),
+    "gallery": ("gallery.cli", "build or query a soundscape caption+clip gallery"),
+    "bundle": ("mobile_app.bundle_cli", "gather a verified offline bundle for the device app"),
+    "app": ("mobile_app.__main__", "run the offline Kivy app on a bundle"),
+    "pipeline": ("core.pipeline", "run the whole chain on the embedded default, resuming finished stages"),
+}
+
+
+def _offline_environment() -> None:
+    # Nothing may download at run time: pretrained parts come from installed packages only.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None and _spec(module) is not None
+
+
+def _spec(module: str):
+    try:
+        return importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sat2sound", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"sat2sound {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        if not _available(module):
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module, _parser=p)
+    return parser
+
+
+def _version() -> str:
+    from core import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline_environment()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Two passes: find the subcommand, then let its module add its own arguments.
+    first, _ = parser.parse_known_args(argv)
+    if not getattr(first, "command", None):
+        parser.print_help()
+        return 1
+    module = importlib.import_module(first._module)
+    module.add_arguments(first._parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except Sat2SoundError as exc:
+        print(f"sat2sound {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"sat2sound {args.command}: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Typed configuration: dataclasses for every stage and the named presets ``tiny``, ``default`` and ``paper``.
+
+``tiny`` runs in seconds (tests), ``default`` is the embedded demo on 2 CPU cores, ``paper`` has the published
+sizes (SatMAE ViT-B/16 width, d=1024, M=16000, 32 kHz / 10 s audio) and is meant for a GPU and the real data.
+Configs round-trip through JSON (``to_dict`` / ``from_dict``) so every artifact folder can describe itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from core.schema import ZOOMS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio front end: mono, resample, random crop / zero-pad, STFT (Hann, centred), mel, log (dB)."""
+
+    sample_rate: int = 16000
+    clip_seconds: float = 5.0
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+    amin: float = 1e-10
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.n_samples // self.hop_length
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Model input image and how tiles become it: centre crop by zoom, bicubic resize, ImageNet mean/std."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    imagery: str = "bingmap"  # which tile column of the dataset is read
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    zooms: tuple[int, ...] = ZOOMS
+    colour_jitter: float = 0.2  # training only
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def n_patches(self) -> int:
+        return self.grid * self.grid
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """The embedded world: a deterministic synthetic GeoSound built on the real MODIS land cover."""
+
+    seed: int = 0
+    n_samples: int = 6000
+    tile_px: int = 320  # native tile side; zoom 5 sees all of it, zoom 1 the centre fifth
+    tile_ground_m: float = 900.0  # ground side of the native tile (Bing: 1500 px x 0.6 m)
+    nominal_gsd_m: float = 0.6  # GSD the tile stands for (Bing), used by the GSD positional encoding
+    cell_deg: float = 2.0  # side of the geographic cells that splits are drawn by
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test
+    shard_size: int = 1000  # samples per Parquet shard
+    audio_format: Literal["ogg", "flac", "wav"] = "ogg"
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    width: int = 192
+    depth: int = 4
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    projector_hidden: int = 256  # MLP projector width -> ... -> codebook dim (paper 768->1024->1024)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Metadata early fusion: 5 metadata tokens appended to the patch tokens, then a transformer."""
+
+    use_metadata: bool = True
+    layers: int = 2
+    heads: int = 4
+    meta_hidden: int = 64  # Linear(k, 64) - GELU - Linear(64, d)
+    drop_prob: float = 0.5  # each field dropped for this fraction of every training batch
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    width: int = 192
+    depth: int = 3
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    time_patch: int = 8  # frames per token of the conv stem
+    freq_patch: int = 64  # mel bands per token (= n_mels: one token per time step)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    backbone: str = "minilm-l6"  # frozen pretrained sentence encoder; token states are cached
+    max_tokens: int = 48
+    width: int = 384  # token-state width of the backbone
+
+
+@dataclass(frozen=True)
+class CodebookConfig:
+    size: int = 1024  # M concepts (paper 16000)
+    dim: int = 256  # d (paper 1024)
+    temperature: float = 1.0  # scores / sqrt(d) / temperature before sparsemax (public code: 1000 at M=16000)
+    head: Literal["codebook", "global"] = "codebook"  # "global": mean-pooled tokens (GeoCLAP/PSM-style baseline)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    codebook: CodebookConfig = field(default_factory=CodebookConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 5e-4  # paper 5e-5 fine-tunes pretrained encoders; ours train from scratch
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    restart_epochs: int = 10  # cosine annealing with warm restarts: T_0 in epochs
+    warmup_steps: int = 50
+    pseudo_alpha: float = 0.1
+    logit_scale_init: float = 2.6592600369262695  # log(1/0.07)
+    eval_every_epochs: int = 1
+    seed: int = 0
+    max_grad_norm: float = 1.0
+    num_threads: int = 0  # 0 = leave torch's default
+
+
+@dataclass(frozen=True)
+class Sat2SoundConfig:
+    name: str = "default"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sat2SoundConfig:
+        return from_dict(cls, data)
+
+
+# ---------------------------------------------------------------------------------------------- serialisation
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain JSON-able dict (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Plain dict -> dataclass ``cls``, recursively; unknown keys are an error (a config that does not match)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown field(s) for {cls.__name__}: {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value)
+    if origin is tuple and isinstance(value, list | tuple):
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return from_dict(arg, value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------------- presets
+
+
+def _tiny() -> Sat2SoundConfig:
+    return Sat2SoundConfig(
+        name="tiny",
+        audio=AudioConfig(sample_rate=8000, clip_seconds=2.0, n_fft=256, hop_length=128, n_mels=32,
+                          f_min=50.0, f_max=4000.0),
+        image=ImageConfig(image_size=32, patch_size=8),
+        world=WorldConfig(n_samples=96, tile_px=160, shard_size=40, cell_deg=4.0),
+        model=ModelConfig(
+            image=ImageEncoderConfig(width=32, depth=1, heads=2, projector_hidden=48),
+            fusion=FusionConfig(layers=1, heads=2, meta_hidden=16),
+            audio=AudioEncoderConfig(width=32, depth=1, heads=2, time_patch=8, freq_patch=32),
+            text=TextConfig(max_tokens=24),
+            codebook=CodebookConfig(size=64, dim=32),
+        ),
+        train=TrainConfig(epochs=2, batch_size=16, lr=1e-3, warmup_steps=2, restart_epochs=2),
+    )
+
+
+def _default() -> Sat2SoundConfig:
+    return Sat2SoundConfig(name="default")
+
+
+def _paper() -> Sat2SoundConfig:
+    return Sat2SoundConfig(
+        name="paper",
+        audio=AudioConfig(sample_rate=32000, clip_seconds=10.0, n_fft=1024, hop_length=320, n_mels=64,
+                          f_min=50.0, f_max=14000.0),
+        image=ImageConfig(image_size=224, patch_size=16),
+        world=WorldConfig(tile_px=1500),
+        model=ModelConfig(
+            image=ImageEncoderConfig(width=768, depth=12, heads=12, projector_hidden=1024),
+            fusion=FusionConfig(layers=3, heads=8, meta_hidden=64),
+            audio=AudioEncoderConfig(width=768, depth=12, heads=12, time_patch=32, freq_patch=64),
+            text=TextConfig(backbone="minilm-l6", max_tokens=77),
+            codebook=CodebookConfig(size=16000, dim=1024, temperature=1000.0),
+        ),
+        train=TrainConfig(epochs=20, batch_size=128, lr=5e-5, warmup_steps=500),
+    )
+
+
+PRESETS: dict[str, typing.Callable[[], Sat2SoundConfig]] = {"tiny": _tiny, "default": _default, "paper": _paper}
+
+
+def get_preset(name: str) -> Sat2SoundConfig:
+    """The named preset; an unknown name is a ValueError that lists the known ones."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None

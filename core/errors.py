@@ -1,0 +1,36 @@
+"""User-facing errors: the CLI prints them as one clear line and exits non-zero, without a traceback."""
+
+from __future__ import annotations
+
+
+class Sat2SoundError(Exception):
+    """Base of every error a user can cause (bad input, mismatched artifacts)."""
+
+    exit_code = 2
+
+
+class ConfigError(Sat2SoundError):
+    """A preset, config file or option that does not exist or does not fit."""
+
+
+class DataError(Sat2SoundError):
+    """Bad dataset input. Always names the file (or folder) and, where there is one, the field and sample."""
+
+    def __init__(self, message: str, *, path: object = None, field: str | None = None, sample: object = None):
+        where = []
+        if path is not None:
+            where.append(f"file {path}")
+        if sample is not None:
+            where.append(f"sample {sample}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+        self.path, self.field, self.sample = path, field, sample
+
+
+class CheckpointError(Sat2SoundError):
+    """A checkpoint or artifact folder that is missing, corrupt, or does not match what was asked for."""
+
+
+class TrainingError(Sat2SoundError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
