@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.errors import ConfigError
 from core.schema import ZOOMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -243,7 +244,7 @@ def _paper() -> Sat2SoundConfig:
         model=ModelConfig(
             image=ImageEncoderConfig(width=768, depth=12, heads=12, projector_hidden=1024),
             fusion=FusionConfig(layers=3, heads=8, meta_hidden=64),
-            audio=AudioEncoderConfig(width=768, depth=12, heads=12, time_patch=32, freq_patch=64),
+            audio=AudioEncoderConfig(width=768, depth=4, heads=12, time_patch=32, freq_patch=64),  # HTSAT-sized (~28M)
             text=TextConfig(backbone="minilm-l6", max_tokens=77),
             codebook=CodebookConfig(size=16000, dim=1024, temperature=1000.0),
         ),
@@ -259,4 +260,4 @@ def get_preset(name: str) -> Sat2SoundConfig:
     try:
         return PRESETS[name]()
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None

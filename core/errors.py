@@ -9,7 +9,7 @@ class Sat2SoundError(Exception):
     exit_code = 2
 
 
-class ConfigError(Sat2SoundError):
+class ConfigError(Sat2SoundError, ValueError):
     """A preset, config file or option that does not exist or does not fit."""
 
 

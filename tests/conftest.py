@@ -1,0 +1,28 @@
+"""Shared fixtures: the tiny embedded world is built once per test session and shared (read-only) by all tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from core.config import get_preset
+
+    return get_preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory, tiny_cfg):
+    """A tiny world dataset folder (GeoSound layout). Treat as read-only: copy it before changing anything."""
+    from core.world.build import build_world
+
+    out = tmp_path_factory.mktemp("world") / "tiny"
+    build_world(tiny_cfg, out, workers=1, progress=False)
+    return out
