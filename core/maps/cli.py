@@ -1,0 +1,93 @@
+"""`sat2sound map`: a soundscape map of a region for text and/or audio queries, scored on the embedded world."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="checkpoint folder (teacher or student)")
+    p.add_argument("--bbox", required=True, help="LON0,LAT0,LON1,LAT1, e.g. -125,24,-66,50 for the contiguous USA")
+    p.add_argument("--zoom", type=int, default=1, help="zoom level the tiles are seen at (1, 3 or 5)")
+    p.add_argument("--query", action="append", default=[], help="text query (repeatable)")
+    p.add_argument("--query-audio", action="append", default=[], help="audio file query (repeatable)")
+    p.add_argument("--cols", type=int, default=120, help="grid columns; rows follow the region's shape")
+    p.add_argument("--out", default="runs/maps", help="output folder for PNGs, scores (.npz) and the summary")
+    p.add_argument("--cache", default=None, help="tile-embedding cache folder (default OUT/cache-<bbox>-z<zoom>)")
+    p.add_argument("--hour", type=float, default=None, help="hour of day told to the model (0-23)")
+    p.add_argument("--month", type=float, default=None, help="month told to the model (1-12)")
+    p.add_argument("--audio-source", default=None, help="recording style: yfcc, inaturalist, aporee, freesound")
+    p.add_argument("--no-latlon", action="store_true", help="do not tell the model each tile's position")
+    p.add_argument("--shard", default=None, help="i/n: embed only this share of the region (merge by sharing --cache)")
+    p.add_argument("--workers", type=int, default=2, help="tile-rendering processes (0 = in-process)")
+    p.add_argument("--chunk", type=int, default=256, help="tiles per cache chunk / batch")
+    p.add_argument("--seed", type=int, default=None, help="world seed (default: the checkpoint config's)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "query"
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.checkpoint import load_checkpoint
+    from core.maps.grid import BBox, make_grid
+    from core.maps.query import audio_vector, score_map, text_vector
+    from core.maps.region import MetaOptions, embed_region, parse_shard
+    from core.maps.render import save_map_png
+    from core.maps.scoring import score_against_truth
+
+    bbox = BBox.parse(args.bbox)
+    for q in args.query:
+        if not q.strip():
+            raise ConfigError("a --query is empty: give a text such as 'sounds of farm machinery'")
+    if not args.query and not args.query_audio:
+        raise ConfigError("give at least one --query TEXT or --query-audio FILE")
+    meta = MetaOptions(latlon=not args.no_latlon, hour=args.hour, month=args.month, audio_source=args.audio_source)
+    shard = parse_shard(args.shard)
+    grid = make_grid(bbox, args.cols)
+    loaded = load_checkpoint(args.ckpt)
+    # Validate the queries before the long job, so a bad file fails in a second, not after the region.
+    vectors = [(q, text_vector(loaded, q)) for q in args.query]
+    vectors += [(Path(a).name, audio_vector(loaded, a)) for a in args.query_audio]
+
+    out = Path(args.out)
+    cache = Path(args.cache) if args.cache else out / f"cache-{slug(bbox.as_text())}-z{args.zoom}-c{args.cols}"
+    t0 = time.perf_counter()
+    region = embed_region(loaded, grid, args.zoom, meta, cache, seed=args.seed, shard=shard, chunk=args.chunk,
+                          workers=args.workers, progress=not args.no_progress)
+    embed_s = time.perf_counter() - t0
+    if region is None:
+        print(f"shard {shard[0]}/{shard[1]} done; other shards' chunks are still missing in {cache}. "
+              "Rerun without --shard (or once all shards finish) to draw the maps.")
+        return 0
+    from core.world.sounds import sources_in_text
+
+    rows = []
+    for label, vec in vectors:
+        t1 = time.perf_counter()
+        scores = score_map(region.embeddings, vec, grid.rows, grid.cols)
+        query_ms = (time.perf_counter() - t1) * 1000
+        base = out / f"map-{slug(label)}-z{args.zoom}"
+        np.savez(base.with_suffix(".npz"), scores=scores, lats=grid.lats, lons=grid.lons,
+                 bbox=np.array([bbox.lon0, bbox.lat0, bbox.lon1, bbox.lat1]), query=label)
+        named = sources_in_text(label) if label in args.query else []
+        truth = score_against_truth(scores, region.fractions, named) if named else {}
+        sub = f"{grid.rows}x{grid.cols} tiles, zoom {args.zoom}"
+        if truth:
+            sub += f" | AUC {truth['auc']:.3f}, Spearman {truth['spearman']:.3f} vs {', '.join(named)}"
+        png = save_map_png(base.with_suffix(".png"), scores, bbox, label, sub)
+        rows.append({"query": label, "png": str(png), "query_ms": round(query_ms, 3), **truth})
+        print(f"{label!r}: {png}" + (f"  AUC {truth['auc']:.3f}  Spearman {truth['spearman']:.3f}" if truth else ""))
+    summary = {"bbox": bbox.as_text(), "grid": grid.spec(), "zoom": args.zoom, "tiles": grid.size,
+               "embed_seconds_this_run": round(embed_s, 2), "checkpoint": loaded.fingerprint, "queries": rows}
+    (out / f"summary-z{args.zoom}-{slug(bbox.as_text())}.json").write_text(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,38 @@
+"""Query vectors for maps: a text prompt, or an audio file, embedded with the checkpoint's own towers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.checkpoint import Loaded
+from core.errors import ConfigError
+
+
+@torch.no_grad()
+def text_vector(loaded: Loaded, text: str) -> np.ndarray:
+    if not text or not text.strip():
+        raise ConfigError("the query is empty: give a text such as 'sounds of farm machinery'")
+    return loaded.model.encode_text([text.strip()]).embedding[0].numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def audio_vector(loaded: Loaded, path: str | Path) -> np.ndarray:
+    """Decode (any length; centre window of the model's clip length), log-mel, audio tower."""
+    from core.data.audio_io import load_clip
+    from core.data.logmel_numpy import log_mel_numpy
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"query audio file {path} does not exist")
+    wave = load_clip(path, loaded.cfg.audio, name_for_errors=path, field="query audio")
+    mel = torch.from_numpy(log_mel_numpy(wave, loaded.cfg.audio)).unsqueeze(0)
+    return loaded.model.encode_audio(mel).embedding[0].numpy().astype(np.float32)
+
+
+def score_map(embeddings: np.ndarray, vector: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Cosine score of every tile (embeddings are L2-normalised) as a (rows, cols) grid."""
+    v = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    return (embeddings @ v).reshape(rows, cols)

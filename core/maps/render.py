@@ -1,0 +1,60 @@
+"""Pictures of maps: the soundscape heat map beside the MODIS land-cover reference of the same region."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.maps.grid import BBox
+
+# IGBP colours close to the MODIS land-cover legend.
+IGBP_COLOURS = np.array([
+    (70, 107, 159), (28, 82, 38), (34, 139, 34), (60, 160, 60), (90, 170, 80), (50, 130, 70), (190, 150, 100),
+    (220, 200, 140), (150, 170, 80), (200, 210, 120), (180, 210, 120), (80, 160, 200), (240, 220, 90),
+    (230, 30, 30), (200, 190, 80), (240, 250, 255), (200, 200, 200),
+], dtype=np.uint8)
+
+
+def landcover_image(bbox: BBox, width: int = 480) -> tuple[np.ndarray, np.ndarray]:
+    """MODIS IGBP classes of the bbox sampled on a width-wide grid -> (RGB uint8, class indices)."""
+    from core.world.landcover import landcover_class
+
+    mid = np.radians((bbox.lat0 + bbox.lat1) / 2)
+    height = max(1, int(round(width * (bbox.lat1 - bbox.lat0) / ((bbox.lon1 - bbox.lon0) * np.cos(mid)))))
+    lats = bbox.lat1 - (np.arange(height) + 0.5) * (bbox.lat1 - bbox.lat0) / height
+    lons = bbox.lon0 + (np.arange(width) + 0.5) * (bbox.lon1 - bbox.lon0) / width
+    la, lo = np.meshgrid(lats, lons, indexing="ij")
+    classes = np.asarray(landcover_class(la.ravel(), lo.ravel())).reshape(height, width)
+    return IGBP_COLOURS[np.clip(classes, 0, len(IGBP_COLOURS) - 1)], classes
+
+
+def save_map_png(path: Path, scores: np.ndarray, bbox: BBox, title: str, subtitle: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from core.world.landcover import IGBP_NAMES
+
+    ref, classes = landcover_image(bbox)
+    extent = (bbox.lon0, bbox.lon1, bbox.lat0, bbox.lat1)
+    aspect = 1 / np.cos(np.radians((bbox.lat0 + bbox.lat1) / 2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+    axes[0].imshow(ref, extent=extent, aspect=aspect, interpolation="nearest")
+    axes[0].set_title("MODIS MCD12C1 2019 land cover (reference)")
+    present = [c for c in np.unique(classes) if np.mean(classes == c) > 0.01]
+    axes[0].legend(handles=[Patch(color=IGBP_COLOURS[c] / 255, label=IGBP_NAMES[c]) for c in present],
+                   loc="lower left", fontsize=6, framealpha=0.8)
+    im = axes[1].imshow(scores, extent=extent, aspect=aspect, cmap="magma", interpolation="nearest")
+    axes[1].set_title(f"“{title}”" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    fig.colorbar(im, ax=axes[1], shrink=0.8, label="cosine similarity")
+    for ax in axes:
+        ax.set_xlabel("longitude")
+        ax.set_ylabel("latitude")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
