@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import re
 import sys
 
 from core.errors import Sat2SoundError
@@ -71,9 +72,27 @@ def _version() -> str:
     return __version__
 
 
+# Options whose values are coordinate lists that may start with a minus sign ("--bbox -125,24,-66,50"): argparse
+# would take such a value for an option, so it is glued to its option ("--bbox=-125,...") before parsing.
+COORDINATE_OPTIONS = ("--bbox", "--region", "--at")
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in COORDINATE_OPTIONS and i + 1 < len(argv) and re.match(r"^-\d", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_environment()
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     # Two passes: find the subcommand, then let its module add its own arguments.
     first, _ = parser.parse_known_args(argv)

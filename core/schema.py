@@ -10,7 +10,9 @@ ZOOMS: tuple[int, ...] = (1, 3, 5)
 
 # Audio source index as the paper's metadata embedding uses it (REFERENCE.md).
 AUDIO_SOURCES: tuple[str, ...] = ("yfcc", "inaturalist", "aporee", "freesound")
-AUDIO_SOURCE_ALIASES: dict[str, str] = {"flickr": "yfcc", "radio aporee": "aporee", "aporee:radio": "aporee"}
+AUDIO_SOURCE_ALIASES: dict[str, str] = {
+    "flickr": "yfcc", "inat": "inaturalist", "radio aporee": "aporee", "aporee:radio": "aporee",
+}
 
 # Caption source index: human/metadata 0, qwen 1, pengi 2.
 CAPTION_SOURCES: tuple[str, ...] = ("metadata", "qwen", "pengi")

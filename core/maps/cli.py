@@ -70,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
               "Rerun without --shard (or once all shards finish) to draw the maps.")
         return 0
     from core.world.sounds import sources_in_text
+    from core.world.tiles import CLASS_INDEX
 
+    # Open water (ocean, big lakes) is drawn grey and left out of the scores: it is not where sounds are mapped,
+    # and counting it would make every land query look better than it is.
+    land = region.fractions[:, CLASS_INDEX["water"]] < 0.95
     rows = []
     for label, vec in vectors:
         t1 = time.perf_counter()
@@ -80,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
         np.savez(base.with_suffix(".npz"), scores=scores, lats=grid.lats, lons=grid.lons,
                  bbox=np.array([bbox.lon0, bbox.lat0, bbox.lon1, bbox.lat1]), query=label)
         named = sources_in_text(label) if label in args.query else []
-        truth = score_against_truth(scores, region.fractions, named) if named else {}
-        sub = f"{grid.rows}x{grid.cols} tiles, zoom {args.zoom}"
+        truth = score_against_truth(scores.ravel()[land], region.fractions[land], named) if named else {}
+        sub = f"{grid.rows}x{grid.cols} tiles ({int(land.sum())} on land), zoom {args.zoom}"
         if truth:
             sub += f" | AUC {truth['auc']:.3f}, Spearman {truth['spearman']:.3f} vs {', '.join(named)}"
-        png = save_map_png(base.with_suffix(".png"), scores, bbox, label, sub)
+        png = save_map_png(base.with_suffix(".png"), np.where(land.reshape(scores.shape), scores, np.nan), bbox,
+                           label, sub)
         rows.append({"query": label, "png": str(png), "query_ms": round(query_ms, 3), **truth})
         print(f"{label!r}: {png}" + (f"  AUC {truth['auc']:.3f}  Spearman {truth['spearman']:.3f}" if truth else ""))
     summary = {"bbox": bbox.as_text(), "grid": grid.spec(), "zoom": args.zoom, "tiles": grid.size,

@@ -41,13 +41,16 @@ def save_map_png(path: Path, scores: np.ndarray, bbox: BBox, title: str, subtitl
     ref, classes = landcover_image(bbox)
     extent = (bbox.lon0, bbox.lon1, bbox.lat0, bbox.lat1)
     aspect = 1 / np.cos(np.radians((bbox.lat0 + bbox.lat1) / 2))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4), layout="constrained")
     axes[0].imshow(ref, extent=extent, aspect=aspect, interpolation="nearest")
     axes[0].set_title("MODIS MCD12C1 2019 land cover (reference)")
     present = [c for c in np.unique(classes) if np.mean(classes == c) > 0.01]
-    axes[0].legend(handles=[Patch(color=IGBP_COLOURS[c] / 255, label=IGBP_NAMES[c]) for c in present],
-                   loc="lower left", fontsize=6, framealpha=0.8)
-    im = axes[1].imshow(scores, extent=extent, aspect=aspect, cmap="magma", interpolation="nearest")
+    fig.legend(handles=[Patch(color=IGBP_COLOURS[c] / 255, label=IGBP_NAMES[c]) for c in present],
+               loc="outside lower center", ncol=min(6, len(present)), fontsize=7, frameon=False)
+    cmap = matplotlib.colormaps["magma"].copy()
+    cmap.set_bad("#d9d9d9")
+    im = axes[1].imshow(np.ma.masked_invalid(scores), extent=extent, aspect=aspect, cmap=cmap,
+                        interpolation="nearest")
     axes[1].set_title(f"“{title}”" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     fig.colorbar(im, ax=axes[1], shrink=0.8, label="cosine similarity")
     for ax in axes:
