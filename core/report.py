@@ -1,0 +1,124 @@
+"""The pipeline's final report: one markdown page (+ JSON) gathering what every stage measured.
+
+It only reads the stages' own outputs (each stage writes its figures as JSON/markdown beside its artifact), so it can
+be regenerated at any time with ``python -m core.report RUN_DIR``; a stage that has not run yet is listed as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# The paper's headline figures (REFERENCE.md, Table 1 at zoom 1, I2A R@10% / median rank; Table 2 image->text).
+PAPER = {
+    "GeoSound-Bing, no metadata": {"GeoCLAP": "0.399 / 1500", "PSM": "0.423 / 1401", "Sat2Sound": "0.534 / 872"},
+    "GeoSound-Bing, metadata": {"PSM": "0.828 / 261", "Sat2Sound": "0.871 / 168"},
+    "SoundingEarth, no metadata": {"GeoCLAP": "0.454 / 667", "PSM": "0.514 / 547", "Sat2Sound": "0.570 / 438"},
+    "SoundingEarth, metadata": {"PSM": "0.563 / 454", "Sat2Sound": "0.626 / 358"},
+    "image->text R@10% (GeoSound-Bing, mean over zooms)": {"Sat2Sound no meta": "0.898", "Sat2Sound meta": "0.923"},
+}
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _section(title: str, body: str | None, missing: str) -> list[str]:
+    return [f"## {title}", "", body if body else f"_Not available: {missing}._", ""]
+
+
+def _world(run: Path) -> tuple[str | None, dict]:
+    meta = _json(run / "world" / "world.json")
+    if not meta:
+        return None, {}
+    lines = [f"- samples per split: {meta.get('counts')}", f"- fingerprint: `{str(meta.get('fingerprint'))[:16]}`"]
+    oracle = _json(run / "eval" / "oracle.json")
+    if oracle is None and (run / "world" / "world.json").exists():
+        try:
+            from core.world.oracle import oracle_r10
+
+            oracle = oracle_r10(run / "world", split="test")
+            (run / "eval").mkdir(parents=True, exist_ok=True)
+            (run / "eval" / "oracle.json").write_text(json.dumps(oracle, indent=1))
+        except Exception as exc:  # the report must not die on one part
+            lines.append(f"- oracle: could not be computed ({exc})")
+    if oracle:
+        lines.append(f"- oracle that knows each place's true plausible sources: image->audio R@10% "
+                     f"{oracle['i2a']['r10']:.3f} (median rank {oracle['i2a']['median_rank']:.0f} of {oracle['n']}); "
+                     "the world is honestly one-to-many, so even perfect knowledge does not reach 1")
+    return "\n".join(lines), {"world": meta.get("counts"), "oracle": oracle}
+
+
+def _maps(run: Path) -> tuple[str | None, list]:
+    rows, out = [], []
+    for f in sorted((run / "maps").glob("summary-*.json")):
+        s = _json(f) or {}
+        for q in s.get("queries", []):
+            if "auc" in q:
+                rows.append(f"| {s['bbox']} | {s['tiles']} | {q['query']} | {', '.join(q['sources'])} | "
+                            f"{q['auc']:.3f} | {q['spearman']:.3f} | {q['query_ms']:.2f} |")
+                out.append({"bbox": s["bbox"], **q})
+    if not rows:
+        return None, []
+    head = ["| region | tiles | query | sources it names | ROC-AUC | Spearman | query ms |",
+            "|---|---|---|---|---|---|---|"]
+    pngs = sorted((run / "maps").glob("map-*.png"))[:2]
+    pics = "\n".join(f"![{p.stem}](maps/{p.name})" for p in pngs)
+    return "\n".join(head + rows) + "\n\n" + pics, out
+
+
+def write_report(run: str | Path) -> Path:
+    run = Path(run)
+    parts: list[str] = [f"# Sat2Sound Edge run report: `{run}`", ""]
+    data: dict[str, Any] = {"run": str(run)}
+    pipeline = _json(run / "pipeline.json") or {}
+    if pipeline:
+        parts += ["Stage timings (seconds, last run of each): " +
+                  ", ".join(f"{k} {v['seconds']}" for k, v in pipeline.get("stages", {}).items()), ""]
+        data["pipeline"] = pipeline
+    body, data["world"] = _world(run)
+    parts += _section("Embedded world", body, "run the `world` stage")
+    parts += _section("Teacher retrieval (test split)", _text(run / "eval" / "teacher.md"), "run `evaluate`")
+    ablations = [(_text(p), p.stem) for p in sorted((run / "eval").glob("ablation-*.md"))]
+    parts += _section("Ablations (same data and budget)",
+                      "\n\n".join(f"### {name}\n\n{t}" for t, name in ablations if t) or None,
+                      "run `python -m benchmarks.ablations`")
+    paper = ["| benchmark | " + " | ".join(["method", "I2A R@10% / MR"]) + " |", "|---|---|---|"]
+    for bench, methods in PAPER.items():
+        for m, v in methods.items():
+            paper.append(f"| {bench} | {m} | {v} |")
+    parts += _section("The paper's figures (real data, GPU scale) for comparison", "\n".join(paper), "")
+    body, data["maps"] = _maps(run)
+    parts += _section("Soundscape maps scored against ground truth", body, "run `maps`")
+    parts += _section("Grounding", _text(run / "grounding" / "grounding-eval-z1.md"), "run `grounding`")
+    parts += _section("Compression", _text(run / "compress" / "report.md"), "run `student`, `int8`, `compress-report`")
+    export = _json(run / "export" / "manifest.json")
+    if export:
+        data["export"] = {"parity": export.get("parity"), "files": len(export.get("files", []))}
+    parts += _section("Export", f"```json\n{json.dumps(export.get('parity'), indent=1)[:4000]}\n```"
+                      if export else None, "run `export`")
+    parts += _section("Gallery", _text(run / "gallery" / "build_report.md"), "run `gallery`")
+    bundle = _json(run / "bundle" / "manifest.json")
+    parts += _section("Bundle", f"{len(bundle.get('files', {}))} files, verified by `sat2sound bundle --verify`"
+                      if bundle else None, "run `bundle`")
+    parts += _section("Latency", _text(run / "benchmarks" / "latency.md"), "run `python -m benchmarks.latency`")
+    path = run / "report.md"
+    path.write_text("\n".join(parts) + "\n")
+    (run / "report.json").write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+if __name__ == "__main__":
+    print(write_report(sys.argv[1] if len(sys.argv) > 1 else "runs/demo"))
