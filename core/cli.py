@@ -20,7 +20,7 @@ from core.errors import Sat2SoundError
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("core.world.cli", "build the embedded world dataset, or inspect/validate a dataset folder"),
     "train": ("core.train", "train the full-precision Sat2Sound teacher"),
-    "evaluate": ("core.evaluate", "retrieval metrics (R@10%, median rank) the paper's way"),
+    "evaluate": ("core.evaluate", "retrieval metrics (R@10%%, median rank) the paper's way"),
     "map": ("core.maps.cli", "soundscape map of a region for a text or audio query"),
     "ground": ("core.grounding.cli", "grounding heat map of a text query inside one tile"),
     "concepts": ("core.concepts", "which codebook concepts a dataset activates, as a contact sheet"),
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     # Two passes: find the subcommand, then let its module add its own arguments.
-    first, _ = parser.parse_known_args(argv)
+    first, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     if not getattr(first, "command", None):
         parser.print_help()
         return 1

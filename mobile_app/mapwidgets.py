@@ -1,0 +1,184 @@
+"""Map pieces for the app: the bundle's MBTiles as a map source, a map that reports taps, and two overlay layers
+(the region's outline with everything outside dimmed, and the tapped place with the square of ground the model saw).
+
+Kivy + kivy_garden.mapview; imported only after the app has set up Kivy's environment. Never torch.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import threading
+import time
+
+from kivy.core.image import Image as CoreImage
+from kivy.graphics import Color, Ellipse, Line, Rectangle
+from kivy.metrics import dp
+from kivy_garden.mapview import MapLayer, MapView
+from kivy_garden.mapview.downloader import Downloader
+from kivy_garden.mapview.mbtsource import MBTilesMapSource
+
+from mobile_app import mercator
+
+
+class BundleMapSource(MBTilesMapSource):
+    """mapview's MBTiles source with three fixes for an offline device.
+
+    - one read-only SQLite connection per loader thread, kept (the stock source opens a new one for every tile);
+    - tiles decoded with the extension the file declares (jpg or png) instead of always 'png';
+    - ``bounds`` kept as a tuple (the stock source stores a one-shot ``map`` iterator that breaks the second pan).
+    A tile the file lacks is left empty (the map shows its background colour there) rather than failing.
+    """
+
+    def __init__(self, filename: str, *, cache_dir: str, **kwargs):
+        super().__init__(filename, cache_dir=cache_dir, **kwargs)
+        self.db.close()
+        self.db = None
+        self._local = threading.local()
+        fmt = self._metadata_format(filename)
+        self.image_ext = "jpg" if fmt in ("jpg", "jpeg") else "png"
+        self.bounds = None  # the app outlines the region itself; panning stays free
+
+    @staticmethod
+    def _metadata_format(filename: str) -> str:
+        conn = sqlite3.connect(f"file:{filename}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM metadata WHERE name = 'format'").fetchone()
+        finally:
+            conn.close()
+        return str(row[0]).lower() if row else "png"
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "db", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.filename}?mode=ro", uri=True, check_same_thread=False)
+            self._local.db = conn
+        return conn
+
+    def fill_tile(self, tile):
+        if tile.state == "done":
+            return
+        Downloader.instance(self.cache_dir).submit(self._load_tile, tile)
+
+    def _load_tile(self, tile):
+        try:
+            row = self._connection().execute(
+                "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
+                (tile.zoom, tile.tile_x, tile.tile_y)).fetchone()
+        except sqlite3.Error:
+            row = None
+        if not row:
+            tile.state = "done"
+            return None
+        try:
+            im = CoreImage(io.BytesIO(bytes(row[0])), ext=self.image_ext,
+                           filename=f"{tile.zoom}.{tile.tile_x}.{tile.tile_y}.{self.image_ext}")
+        except Exception:  # an undecodable tile stays empty instead of killing the loader thread
+            tile.state = "done"
+            return None
+        return self._load_tile_done, (tile, im)
+
+
+class TapMapView(MapView):
+    """A MapView that tells a tap (a touch that barely moved) from a pan, and reports it as ``on_tap(lat, lon)``."""
+
+    __events__ = ("on_tap",)
+    tap_slop_dp = 12.0
+    tap_max_s = 0.8
+
+    def on_touch_down(self, touch):
+        if self.collide_point(*touch.pos) and not touch.is_mouse_scrolling:
+            touch.ud["s2s_tap"] = (touch.pos, time.monotonic())
+        return super().on_touch_down(touch)
+
+    def on_touch_up(self, touch):
+        handled = super().on_touch_up(touch)
+        start = touch.ud.get("s2s_tap")
+        if start is not None and self.collide_point(*touch.pos):
+            (x0, y0), t0 = start
+            moved = ((touch.x - x0) ** 2 + (touch.y - y0) ** 2) ** 0.5
+            if moved <= dp(self.tap_slop_dp) and time.monotonic() - t0 <= self.tap_max_s and self._touch_count == 0:
+                coord = self.get_latlon_at(touch.x - self.x, touch.y - self.y, self.zoom)
+                self.dispatch("on_tap", float(coord.lat), float(coord.lon))
+        return handled
+
+    def on_tap(self, lat: float, lon: float) -> None:
+        pass
+
+    def window_xy(self, lat: float, lon: float) -> tuple[float, float]:
+        """Window coordinates of a place at the current zoom (what a finger would touch)."""
+        return self.to_window(*self.get_window_xy_from(lat, lon, self.zoom))
+
+    def tiles_loading(self) -> int:
+        """How many tiles on screen are still loading (tests wait for 0 before a screenshot)."""
+        return sum(1 for t in self._tiles if t.state == "loading")
+
+
+class RegionLayer(MapLayer):
+    """Dims everything outside the bundle's region and outlines it: the area where a tap can be heard."""
+
+    def __init__(self, bounds: mercator.Bounds, **kwargs):
+        super().__init__(**kwargs)
+        self.bounds = bounds
+
+    def reposition(self):
+        mv = self.parent
+        if mv is None:
+            return
+        b = self.bounds
+        x0, y0 = mv.get_window_xy_from(b.south, b.west, mv.zoom)
+        x1, y1 = mv.get_window_xy_from(b.north, b.east, mv.zoom)
+        left, bottom, right, top = mv.x, mv.y, mv.right, mv.top
+        self.canvas.clear()
+        with self.canvas:
+            Color(0.02, 0.04, 0.06, 0.55)
+            for rx, ry, rw, rh in ((left, bottom, x0 - left, top - bottom), (x1, bottom, right - x1, top - bottom),
+                                   (x0, bottom, x1 - x0, y0 - bottom), (x0, y1, x1 - x0, top - y1)):
+                if rw > 0 and rh > 0:
+                    Rectangle(pos=(rx, ry), size=(rw, rh))
+            Color(1.0, 0.85, 0.35, 0.9)
+            Line(rectangle=(x0, y0, x1 - x0, y1 - y0), width=dp(1.4))
+
+
+class FootprintLayer(MapLayer):
+    """The tapped place: a pin and the square of ground the model looked at for the chosen zoom."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.place: tuple[float, float] | None = None  # lat, lon
+        self.ground_m = 0.0
+        self.colour = (0.35, 0.95, 0.85)
+
+    def show(self, lat: float, lon: float, ground_m: float) -> None:
+        self.place = (lat, lon)
+        self.ground_m = float(ground_m)
+        self.reposition()
+
+    def clear(self) -> None:
+        self.place = None
+        self.canvas.clear()
+
+    def reposition(self):
+        mv = self.parent
+        self.canvas.clear()
+        if mv is None or self.place is None:
+            return
+        lat, lon = self.place
+        cx, cy = mv.get_window_xy_from(lat, lon, mv.zoom)
+        level = int(mv.zoom)
+        px, py = mercator.lonlat_to_pixel(lon, lat, level)
+        half = self.ground_m / mercator.ground_resolution(lat, level) / 2.0
+        lon0, lat0 = mercator.pixel_to_lonlat(px - half, py + half, level)
+        lon1, lat1 = mercator.pixel_to_lonlat(px + half, py - half, level)
+        x0, y0 = mv.get_window_xy_from(lat0, lon0, mv.zoom)
+        x1, y1 = mv.get_window_xy_from(lat1, lon1, mv.zoom)
+        r = dp(7)
+        with self.canvas:
+            Color(*self.colour, 0.18)
+            Rectangle(pos=(x0, y0), size=(x1 - x0, y1 - y0))
+            Color(*self.colour, 1.0)
+            Line(rectangle=(x0, y0, x1 - x0, y1 - y0), width=dp(1.6))
+            Color(0, 0, 0, 0.6)
+            Ellipse(pos=(cx - r - dp(1.5), cy - r - dp(1.5)), size=(2 * r + dp(3), 2 * r + dp(3)))
+            Color(*self.colour, 1.0)
+            Ellipse(pos=(cx - r, cy - r), size=(2 * r, 2 * r))
