@@ -1,0 +1,158 @@
+"""The export manifest: everything a device needs to feed the exported towers and to trust them.
+
+A device has no PyTorch and no config classes, so preprocessing is written out as numbers (image size, mean/std,
+crop fraction per zoom, GSD per imagery, the log-mel parameters, tokenizer files and max tokens), and every file is
+listed with its target, tower, variant, input/output names, shapes, dtypes, sha256 and size. The source checkpoint's
+fingerprint and kind tie the files to the weights they came from; parity figures say how closely each runnable file
+matched PyTorch when it was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from core.config import Sat2SoundConfig
+from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS, ZOOM_CROP_FRACTION
+
+SCHEMA = "sat2sound-export/1"
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def sha256_path(path: str | Path) -> str:
+    """sha256 of a file, or of a folder (e.g. .mlpackage): every file's relative path and bytes, in path order."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_bytes(path: str | Path) -> int:
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def preprocessing(cfg: Sat2SoundConfig) -> dict[str, Any]:
+    """Preprocessing constants for both towers' inputs, as numbers (DESIGN.md: the device computes them w/o torch)."""
+    a, im = cfg.audio, cfg.image
+    imagery = im.imagery
+    return {
+        "image": {
+            "input": "image (B, 3, S, S) float32, RGB, channels first",
+            "image_size": im.image_size,
+            "patch_size": im.patch_size,
+            "n_patches": im.n_patches,
+            "grid": im.grid,
+            "scale": "pixel / 255",
+            "mean": list(im.mean),
+            "std": list(im.std),
+            "normalise": "(pixel / 255 - mean) / std per channel",
+            "resize": "bicubic (Pillow, antialiased when shrinking)",
+            "crop": "centre crop of the native tile by zoom, square",
+            "imagery": imagery,
+            "zooms": list(im.zooms),
+            "zoom_crop_fraction": {k: {str(z): f for z, f in v.items()} for k, v in ZOOM_CROP_FRACTION.items()},
+            "gsd_m": dict(IMAGERY_GSD_M),
+            "zoom_input": "zoom level as float32 (1, 3 or 5)",
+            "gsd_input": "native ground sample distance of the imagery in metres per pixel, float32",
+            "reference": "core/data/image_prep.py",
+        },
+        "metadata": {
+            "fields": list(META_FIELDS),
+            "meta_mask": "(B, 5) float32, 1 = field given, 0 = missing; order as 'fields'",
+            "lat": "degrees north, float32", "lon": "degrees east, float32",
+            "month": "1-12, float32", "hour": "0-23 local hour, float32",
+            "audio_source": {"dtype": "int64 (int32 on TFLite / Core ML)", "values": list(AUDIO_SOURCES)},
+            "caption_source": {"dtype": "int64 (int32 on TFLite / Core ML)", "values": list(CAPTION_SOURCES)},
+            "uses_metadata": bool(cfg.model.fusion.use_metadata),
+        },
+        "audio": {
+            "input_mel": "mel (B, frames, n_mels) float32 log-mel in dB",
+            "input_wave": "wave (B, n_samples) float32 mono in [-1, 1] at sample_rate (the audio_wave tower)",
+            "sample_rate": a.sample_rate,
+            "clip_seconds": a.clip_seconds,
+            "n_samples": a.n_samples,
+            "crop": "centred window of n_samples from a longer clip; a shorter one is zero-padded at the end",
+            "n_fft": a.n_fft,
+            "hop_length": a.hop_length,
+            "window": "hann (periodic)",
+            "center": True,
+            "pad_mode": "reflect",
+            "power": 2.0,
+            "n_mels": a.n_mels,
+            "f_min": a.f_min,
+            "f_max": a.f_max,
+            "mel_scale": "slaney",
+            "mel_norm": "slaney",
+            "log": "10 * log10(max(mel, amin))",
+            "amin": a.amin,
+            "top_db": None,
+            "n_frames": a.n_frames,
+            "reference": "core/data/logmel_numpy.py (numpy twin, no torch)",
+        },
+        "text": {
+            "tokenizer_dir": TOKENIZER_DIR,
+            "tokenizer": f"{TOKENIZER_DIR}/tokenizer.json (load with tokenizers.Tokenizer.from_file)",
+            "backbone": cfg.model.text.backbone,
+            "max_tokens": cfg.model.text.max_tokens,
+            "padding": "pad (and truncate) to max_tokens; attention_mask 1 for tokens, 0 for padding. The shipped "
+                       "tokenizer.json already does both (tokenizers.Tokenizer.from_file(...).encode_batch)",
+            "special_tokens": "[CLS] text [SEP] as the tokenizer's post-processor adds them",
+            "dtype": "int64 (int32 on TFLite / Core ML)",
+        },
+    }
+
+
+def copy_tokenizer(model: Any, out_dir: Path, max_tokens: int) -> list[str]:
+    """Copy the frozen text backbone's tokenizer files next to the models; returns the copied names.
+
+    The package's tokenizer.json pads and truncates to 128 tokens; the exported text towers take exactly
+    ``max_tokens``, so the copy is rewritten to pad and truncate to that, and ``tokenizers.Tokenizer.from_file``
+    on a device yields the right ids and mask with no further settings.
+    """
+    import json
+    import shutil
+
+    src = Path(model.text_backbone.path)
+    dst = out_dir / TOKENIZER_DIR
+    dst.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    if "tokenizer.json" not in copied:
+        raise RuntimeError(f"{src} has no tokenizer.json; the device could not tokenize")
+    spec = json.loads((dst / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["truncation"] = {**(spec.get("truncation") or {"strategy": "LongestFirst", "stride": 0}),
+                          "max_length": int(max_tokens), "direction": "Right"}
+    pad = spec.get("padding") or {"direction": "Right", "pad_to_multiple_of": None, "pad_id": 0, "pad_type_id": 0,
+                                  "pad_token": "[PAD]"}
+    spec["padding"] = {**pad, "strategy": {"Fixed": int(max_tokens)}}
+    (dst / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    return copied
+
+
+def file_entry(out_dir: Path, path: Path, *, target: str, tower: str, variant: str, inputs: list[dict],
+               outputs: list[dict], batch: str | int, quantization: dict | None = None) -> dict[str, Any]:
+    return {
+        "path": path.relative_to(out_dir).as_posix(),
+        "target": target,
+        "tower": tower,
+        "variant": variant,
+        "batch": batch,
+        "inputs": inputs,
+        "outputs": outputs,
+        "sha256": sha256_path(path),
+        "bytes": size_bytes(path),
+        "quantization": quantization,
+    }

@@ -1,0 +1,105 @@
+"""ONNX export of one tower (single file, no external data, named inputs/outputs, dynamic batch), and running it.
+
+``torch.onnx.export(dynamo=True)`` is used as PLATFORM.md found to work: opset 20, dynamic shapes keyed by the
+forward's argument names, traced with a batch-2 example so the batch dimension is not specialised to 1.
+
+The dynamo exporter names intermediate values after the aten ops they come from, so a graph with an
+``nn.Embedding`` already holds a value called ``embedding``; asking for an output of that name would produce an
+invalid model (duplicate definition). The graph is therefore exported with automatic names and then renamed:
+clashing intermediates move aside, the outputs take the tower's names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import Sat2SoundConfig
+from export.towers import build_tower, example_inputs, tower_inputs, tower_outputs
+
+DEFAULT_OPSET = 20
+MAX_BATCH = 4096
+
+
+def _rename_io(program: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+    """Give the graph's inputs/outputs the tower's names, moving aside intermediates that already use them."""
+    graph = program.model.graph
+    wanted = set(inputs) | set(outputs)
+    io_values = {id(v) for v in list(graph.inputs) + list(graph.outputs)}
+    for node in graph:
+        for value in node.outputs:
+            if value.name in wanted and id(value) not in io_values:
+                value.name = f"{value.name}__inner"
+    if len(graph.outputs) != len(outputs):
+        raise RuntimeError(f"exported graph has {len(graph.outputs)} outputs, expected {len(outputs)} ({outputs})")
+    for value, name in zip(graph.outputs, outputs):
+        value.name = name
+    for value, name in zip(graph.inputs, inputs):
+        value.name = name
+
+
+def export_onnx(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path: str | Path, *,
+                dynamic_batch: bool = True, opset: int = DEFAULT_OPSET) -> Path:
+    """Export ``tower`` ("image" | "image_grounding" | "audio" | "audio_wave" | "text") of ``model`` to ``path``.
+
+    One self-contained .onnx file (weights inside). With ``dynamic_batch`` the first axis of every input and
+    output is the symbolic ``batch``; otherwise the graph is fixed to batch 1. Written atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = build_tower(model, tower)
+    names_in, names_out = tower_inputs(tower), tower_outputs(tower)
+    ex = example_inputs(cfg, tower, 2 if dynamic_batch else 1)
+    args = tuple(ex[k] for k in names_in)
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        dynamic_shapes = {k: {0: batch} for k in names_in}
+    # the exporter warns once per missing torchvision op (nms, roi_align...): not ops this model has
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(wrapper, args, None, dynamo=True, external_data=False, opset_version=opset,
+                                    dynamic_shapes=dynamic_shapes, verbose=False)
+    _rename_io(program, names_in, names_out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        program.save(tmp, external_data=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def onnx_session(path: str | Path, threads: int = 1):
+    """A CPU ORT session; ``threads`` intra-op threads (1 keeps parity checks from crowding a small machine)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def as_numpy_inputs(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in inputs.items()}
+
+
+def run_onnx(path: str | Path, inputs: Mapping[str, Any], *, output: str = "embedding",
+             session: Any | None = None) -> np.ndarray:
+    """Run an exported tower with ONNX Runtime on named inputs (numpy arrays or tensors); returns ``output``."""
+    sess = session or onnx_session(path)
+    wanted = [i.name for i in sess.get_inputs()]
+    feed = as_numpy_inputs({k: inputs[k] for k in wanted})
+    return sess.run([output], feed)[0]
