@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Keep the frozen text encoder's disk cache of the test session out of the user's home.
+os.environ.setdefault("SAT2SOUND_CACHE_DIR", tempfile.mkdtemp(prefix="sat2sound-test-cache-"))
 
 
 @pytest.fixture(scope="session")

