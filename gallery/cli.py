@@ -1,0 +1,199 @@
+"""``sat2sound gallery build|query|info``: make a soundscape gallery, search it, describe and check it.
+
+Examples::
+
+    sat2sound gallery build --ckpt runs/teacher --captions runs/world --renderer procedural --out runs/gallery
+    sat2sound gallery build --ckpt runs/teacher --captions tangoflux/clips.csv --renderer import --out runs/tf
+    sat2sound gallery query runs/gallery --text "waves breaking on a sandy beach" --k 5 --play-out top.ogg
+    sat2sound gallery query runs/gallery --at=42.0,-93.5 --zoom 3 --hour 6 --month 5
+    sat2sound gallery info runs/gallery --verify
+
+(Write ``--at=LAT,LON`` with an equals sign when the latitude is negative, or argparse reads it as an option.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from core.errors import DataError
+from gallery.errors import GalleryError
+from gallery.layout import CLIP_FORMATS, HNSW_EF_CONSTRUCTION, HNSW_M, KINDS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="gallery_command", metavar="{build,query,info}")
+    sub.required = True
+
+    b = sub.add_parser("build", help="render, embed and index a caption gallery (resumable)")
+    b.add_argument("--ckpt", required=True, type=Path, help="teacher checkpoint folder (embeds captions and clips)")
+    b.add_argument("--captions", required=True, type=Path,
+                   help="dataset folder (its LLaVA captions), text file (one per line), CSV, or clip folder")
+    b.add_argument("--renderer", default="procedural", choices=("procedural", "import"),
+                   help="procedural: synthesise each caption's sources; import: clips made elsewhere (CSV/folder)")
+    b.add_argument("--out", required=True, type=Path, help="gallery folder (rerun with the same folder to resume)")
+    b.add_argument("--limit", type=int, default=None, help="at most this many distinct captions")
+    b.add_argument("--split", default=None, help="dataset split(s) to take captions from, comma-separated")
+    b.add_argument("--imagery", default=None, help="caption columns of this imagery only (bingmap, sentinel...)")
+    b.add_argument("--batch-size", type=int, default=32, help="items per batch (and per database transaction)")
+    b.add_argument("--clip-format", default="ogg", choices=CLIP_FORMATS)
+    b.add_argument("--clip-compression", type=float, default=None,
+                   help="0 (best quality, largest) .. 1 (smallest); ogg default ~0.5 = ~54 KB per 10 s at 16 kHz")
+    b.add_argument("--seconds", type=float, default=10.0, help="clip length (import: longest kept)")
+    b.add_argument("--sample-rate", type=int, default=None, help="clip sample rate (default: the model's)")
+    b.add_argument("--threads", type=int, default=2, help="torch and HNSW threads")
+    b.add_argument("--workers", type=int, default=2, help="processes rendering and encoding clips")
+    b.add_argument("--hnsw-m", type=int, default=HNSW_M)
+    b.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
+    b.add_argument("--no-progress", action="store_true")
+
+    q = sub.add_parser("query", help="search a gallery by text, place or sound")
+    q.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
+    what = q.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="free text, embedded with the teacher's text tower")
+    what.add_argument("--at", metavar="LAT,LON", help="a place of the embedded world (renders and embeds its tile)")
+    what.add_argument("--audio", type=Path, help="an audio file (search by sound)")
+    q.add_argument("--zoom", type=int, default=1)
+    q.add_argument("--hour", type=float, default=None)
+    q.add_argument("--month", type=float, default=None)
+    q.add_argument("--audio-source", default=None, help="yfcc, inaturalist, aporee or freesound")
+    q.add_argument("--no-location", action="store_true", help="do not give the model the place's lat/lon")
+    q.add_argument("--k", type=int, default=5)
+    q.add_argument("--kind", default="caption", choices=KINDS, help="which gallery embeddings to search")
+    q.add_argument("--exact", action="store_true", help="exact numpy search instead of HNSW")
+    q.add_argument("--ckpt", type=Path, default=None, help="embedding model (default: the one the gallery records)")
+    q.add_argument("--play-out", type=Path, default=None, help="write the top hit's clip to this file")
+    q.add_argument("--json", action="store_true", help="print hits as JSON")
+
+    i = sub.add_parser("info", help="describe a gallery; --verify runs the deep checks")
+    i.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
+    i.add_argument("--verify", action="store_true", help="SQLite integrity check and decode of every clip")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"build": _build, "query": _query, "info": _info}[args.gallery_command](args)
+
+
+# ---------------------------------------------------------------------------------------------------- build
+
+
+def _build(args: argparse.Namespace) -> int:
+    from gallery.build import build_gallery
+    from gallery.captions import read_captions
+    from gallery.embedder import TeacherEmbedder
+    from gallery.renderers import get_renderer
+
+    if args.batch_size < 1:
+        raise GalleryError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.seconds <= 0:
+        raise GalleryError(f"--seconds must be positive, got {args.seconds}")
+    splits = None
+    if args.split:
+        from core.schema import normalise_split
+
+        try:
+            splits = tuple(normalise_split(s) for s in args.split.split(",") if s.strip())
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+    records = read_captions(args.captions, splits=splits, imagery=args.imagery, limit=args.limit,
+                            need_audio=args.renderer == "import")
+    embedder = TeacherEmbedder(args.ckpt, threads=args.threads)
+    rate = args.sample_rate or embedder.sample_rate
+    renderer = get_renderer(args.renderer, seconds=args.seconds, sample_rate=rate)
+    extra = {"checkpoint": str(args.ckpt.resolve()), "preset": embedder.cfg.name,
+             "text_backbone": embedder.manifest.get("text_backbone"), "caption_source": str(args.captions.resolve())}
+    report = build_gallery(records, args.out, embedder, renderer, clip_format=args.clip_format,
+                           clip_compression=args.clip_compression, sample_rate=rate,
+                           batch_size=args.batch_size, threads=args.threads, workers=args.workers, m=args.hnsw_m,
+                           ef_construction=args.ef_construction, extra_meta=extra, progress=not args.no_progress)
+    print(report.summary())
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- query
+
+
+def _parse_at(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(f"--at wants LAT,LON (e.g. --at=42.0,-93.5), got {text!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise DataError(f"--at {lat},{lon} is not a place on Earth (lat -90..90, lon -180..180)")
+    return lat, lon
+
+
+def _query(args: argparse.Namespace) -> int:
+    from gallery.embedder import TeacherEmbedder
+    from gallery.query import Gallery
+
+    at = _parse_at(args.at) if args.at else None
+    if args.k < 1:
+        raise GalleryError(f"--k must be at least 1, got {args.k}")
+    with Gallery.open(args.gallery, exact=args.exact) as gallery:
+        ckpt = args.ckpt or (Path(gallery.meta["checkpoint"]) if gallery.meta.get("checkpoint") else None)
+        if ckpt is None:
+            raise GalleryError(f"{args.gallery} records no checkpoint: pass --ckpt")
+        embedder = TeacherEmbedder(ckpt)
+        if embedder.fingerprint != gallery.fingerprint:
+            raise GalleryError(f"checkpoint {ckpt} (model {embedder.fingerprint[:12]}) is not the model that embedded "
+                               f"{args.gallery} ({gallery.fingerprint[:12]}); pass the right --ckpt or rebuild")
+        if args.text is not None:
+            vector = embedder.embed_texts([args.text])[0]
+        elif at is not None:
+            vector = embedder.embed_place(at[0], at[1], args.zoom, hour=args.hour, month=args.month,
+                                          audio_source=args.audio_source, use_location=not args.no_location)
+        else:
+            from core.data.audio_io import load_audio
+
+            wave = load_audio(args.audio, embedder.cfg.audio, name_for_errors=args.audio)
+            vector = embedder.embed_audio([wave])[0]
+        hits = gallery.search(vector, k=args.k, kind=args.kind)
+        if args.json:
+            print(json.dumps([dataclasses.asdict(h) for h in hits], indent=2))
+        else:
+            _print_hits(hits)
+        if args.play_out is not None and hits:
+            data, fmt = gallery.clip(hits[0].id)
+            out = args.play_out if args.play_out.suffix else args.play_out.with_suffix("." + fmt)
+            if out.suffix.lstrip(".").lower() != fmt:
+                print(f"note: the clip is {fmt}; writing it as {out} unchanged", file=sys.stderr)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+            print(f"top clip ({fmt}, {len(data) / 1024:.0f} KB) -> {out}")
+    return 0
+
+
+def _print_hits(hits) -> None:
+    print(f"{'#':>2}  {'score':>6}  {'id':<10}  {'zoom':>4}  {'lat,lon':<17}  caption")
+    for n, h in enumerate(hits, start=1):
+        where = f"{h.lat:.3f},{h.lon:.3f}" if h.lat is not None and h.lon is not None else "-"
+        caption = h.caption if len(h.caption) <= 100 else h.caption[:97] + "..."
+        print(f"{n:>2}  {h.score:6.3f}  {h.id[:10]:<10}  {h.zoom if h.zoom is not None else '-':>4}  {where:<17}  "
+              f"{caption}")
+
+
+# ---------------------------------------------------------------------------------------------------- info
+
+
+def _info(args: argparse.Namespace) -> int:
+    from gallery.query import Gallery
+
+    with Gallery.open(args.gallery, verify="full" if args.verify else "quick") as gallery:
+        meta = gallery.meta
+        print(f"gallery {args.gallery}: {len(gallery)} items, {gallery.dim}-d, model {gallery.fingerprint[:12]}, "
+              f"schema {meta['schema_version']}, clips {meta.get('clip_format')} {meta.get('sample_rate')} Hz, "
+              f"renderer {meta.get('renderer')}")
+        params = gallery.index_info.get("params", {})
+        print(f"HNSW M={params.get('M')} ef_construction={params.get('ef_construction')} ef={params.get('ef')} "
+              f"search mode={params.get('mode')} "
+              f"(target recall@10 {params.get('target_recall')})")
+        for key in ("created", "updated", "checkpoint", "caption_source", "preset"):
+            if key in meta:
+                print(f"{key}: {meta[key]}")
+        if args.verify:
+            print("verify: integrity_check ok, every clip matches its checksum and decodes")
+    return 0

@@ -1,0 +1,110 @@
+"""Renderers turn a caption into the clip the gallery plays for it.
+
+- ``procedural`` (the embedded default): the world's own sound synthesis plays the sources a caption names
+  (``core.world.sounds.sources_in_text`` + ``render_scene``), seeded from the caption's content id, so the same caption
+  always renders the same clip. This stands in for the paper's TangoFlux, which needs a GPU and weights we lack.
+- ``import``: clips made elsewhere (e.g. TangoFlux, 10 s at 44.1 kHz), mapped to captions by a CSV or a folder; they
+  are decoded, mixed to mono, resampled to the gallery rate and cut to at most ``seconds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from core.errors import DataError
+from gallery.captions import CaptionRecord
+from gallery.errors import GalleryError
+
+
+@dataclass
+class RenderedClip:
+    wave: np.ndarray  # mono float32 in [-1, 1] at the gallery's sample rate
+    sources: list[str]  # the sound sources the clip plays (empty when unknown, e.g. imported clips)
+
+
+class Renderer(Protocol):
+    name: str
+
+    def prepare(self, records: list[CaptionRecord]) -> None: ...
+
+    def render(self, record: CaptionRecord) -> RenderedClip: ...
+
+
+def caption_seed(record: CaptionRecord) -> int:
+    """64-bit seed from the caption's content id (sha1 hex): deterministic per caption, independent of order."""
+    return int(record.id[:16], 16)
+
+
+class ProceduralRenderer:
+    name = "procedural"
+
+    def __init__(self, seconds: float, sample_rate: int):
+        self.seconds = float(seconds)
+        self.sample_rate = int(sample_rate)
+        self._sounds()  # fail at once, not in the first batch, when the world's synthesis is missing
+
+    @staticmethod
+    def _sounds():
+        # Imported on use (not stored): the renderer is pickled into worker processes.
+        try:
+            from core.world import sounds
+        except ImportError as exc:
+            raise GalleryError(f"the procedural renderer needs core.world.sounds ({exc})") from None
+        return sounds
+
+    def prepare(self, records: list[CaptionRecord]) -> None:
+        return None
+
+    def render(self, record: CaptionRecord) -> RenderedClip:
+        sounds = self._sounds()
+        sources = list(sounds.sources_in_text(record.caption))
+        rng = np.random.default_rng(caption_seed(record))
+        # A caption that names no known source gets the scene's quiet noise floor alone (explicit empty levels:
+        # render_scene's default level list assumes at least one source).
+        wave = sounds.render_scene(sources, self.seconds, self.sample_rate, rng, levels=None if sources else [])
+        return RenderedClip(np.asarray(wave, dtype=np.float32), sources)
+
+
+class ImportRenderer:
+    name = "import"
+
+    def __init__(self, seconds: float | None, sample_rate: int):
+        self.seconds = seconds
+        self.sample_rate = int(sample_rate)
+
+    def prepare(self, records: list[CaptionRecord]) -> None:
+        """Every caption must name an existing audio file: fail before any work, naming the row."""
+        for rec in records:
+            if rec.audio_path is None:
+                raise DataError("no audio file for this caption (the import renderer needs audio_path)",
+                                path=rec.origin)
+            if not rec.audio_path.is_file():
+                raise DataError(f"audio file {rec.audio_path} does not exist", path=rec.origin, field="audio_path")
+
+    def render(self, record: CaptionRecord) -> RenderedClip:
+        from core.config import AudioConfig
+        from core.data.audio_io import load_audio
+
+        cfg = replace(AudioConfig(), sample_rate=self.sample_rate)
+        wave = load_audio(record.audio_path, cfg, name_for_errors=f"{record.audio_path} ({record.origin})",
+                          field="audio_path")
+        if self.seconds is not None:
+            wave = wave[: int(round(self.seconds * self.sample_rate))]
+        peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+        if peak > 1.0:  # resampling can overshoot a full-scale clip a little: scale back instead of clipping
+            wave = wave / peak
+        return RenderedClip(wave.astype(np.float32), [])
+
+
+RENDERERS = ("procedural", "import")
+
+
+def get_renderer(name: str, *, seconds: float, sample_rate: int) -> Renderer:
+    if name == "procedural":
+        return ProceduralRenderer(seconds, sample_rate)
+    if name == "import":
+        return ImportRenderer(seconds, sample_rate)
+    raise GalleryError(f"unknown renderer {name!r}; expected one of {', '.join(RENDERERS)}")

@@ -1,0 +1,266 @@
+"""Build-side gallery writer: SQLite through sqlite-utils, one transaction per batch, then the HNSW indexes.
+
+Tables (``gallery.db``)::
+
+    items       id TEXT PK (sha1 of the caption), label INTEGER UNIQUE (the index's integer key, dense 0..N-1),
+                caption, provenance (JSON list of {sample_id, zoom, lat, lon, split, ...}), zoom, lat, lon, split,
+                renderer, sources (JSON list of the sound sources the clip plays)
+    clips       item_id PK, format, sample_rate, seconds, sha256, bytes BLOB   (BLOBs apart: reading vectors stays fast)
+    embeddings  (item_id, kind) PK, kind 'caption' | 'audio', vector BLOB (float32, L2-normalised)
+    meta        key PK, value (JSON): schema_version, model_fingerprint, embedding_dim, count, created, build_id, ...
+
+A batch is written in one transaction, so an interrupted build leaves whole items only and a rerun continues with
+the ids that are not there yet. The database runs in WAL mode while building and is switched back to a single
+self-contained file (journal_mode=delete) when the build finishes, so the device can open it read-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from gallery import index as vindex
+from gallery.errors import GalleryError
+from gallery.layout import (
+    DB_NAME,
+    EF_LADDER,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    INDEX_JSON,
+    KINDS,
+    SCHEMA_VERSION,
+    TARGET_RECALL,
+    index_file_name,
+)
+from gallery.query import check_db_file
+
+
+@dataclass
+class GalleryRow:
+    """Everything one gallery item needs, ready to write."""
+
+    id: str
+    caption: str
+    clip: bytes
+    clip_format: str
+    sample_rate: int
+    seconds: float
+    caption_vector: np.ndarray
+    audio_vector: np.ndarray
+    renderer: str
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    zoom: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+    split: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _vector_blob(vec: np.ndarray, dim: int, what: str) -> bytes:
+    v = np.asarray(vec, dtype=np.float32).reshape(-1)
+    if v.shape[0] != dim:
+        raise GalleryError(f"{what} has width {v.shape[0]}, the gallery's embedding width is {dim}")
+    return vindex.normalise_rows(v)[0].tobytes()
+
+
+class GalleryWriter:
+    """Create or resume a gallery database in ``root``. ``GalleryWriter.open(...)``; a context manager."""
+
+    def __init__(self, root: Path, db: sqlite_utils.Database, meta: dict[str, Any]):
+        self.root = root
+        self.db = db
+        self.meta = meta
+        self._done: set[str] = {r[0] for r in db.execute("SELECT id FROM items")}  # kept in step with commits
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, *, fingerprint: str, dim: int, clip_format: str, sample_rate: int,
+             extra_meta: dict[str, Any] | None = None) -> GalleryWriter:
+        """Start a new gallery, or reopen an unfinished/finished one built with the same model and clip settings.
+
+        A gallery of another schema version, another model (fingerprint) or other clip settings is refused: mixing
+        embedding spaces or formats in one gallery would give silently wrong answers.
+        """
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise GalleryError(f"--out {root} is a file, not a folder")
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / DB_NAME
+        fresh = not path.exists()
+        if not fresh:
+            check_db_file(path)
+        try:
+            db = sqlite_utils.Database(path)
+            db.enable_wal()
+            if fresh or "meta" not in db.table_names():
+                meta = cls._create(db, fingerprint, dim, clip_format, sample_rate, extra_meta or {})
+            else:
+                meta = {r["key"]: json.loads(r["value"]) for r in db["meta"].rows}
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{path} is damaged ({exc}); delete it or build into another --out") from None
+        want = {"schema_version": SCHEMA_VERSION, "model_fingerprint": fingerprint, "embedding_dim": dim,
+                "clip_format": clip_format, "sample_rate": sample_rate}
+        for key, value in want.items():
+            if meta.get(key) != value:
+                db.close()
+                raise GalleryError(f"{path} was built with {key} = {meta.get(key)!r}, this build asks for {value!r}; "
+                                   "build into a new --out folder (or delete the old gallery)")
+        writer = cls(root, db, meta)
+        (root / INDEX_JSON).unlink(missing_ok=True)  # the db is about to change: its old index no longer describes it
+        return writer
+
+    @staticmethod
+    def _create(db: sqlite_utils.Database, fingerprint: str, dim: int, clip_format: str, sample_rate: int,
+                extra: dict[str, Any]) -> dict[str, Any]:
+        with db.atomic():
+            db["items"].create({"id": str, "label": int, "caption": str, "provenance": str, "zoom": int, "lat": float,
+                                "lon": float, "split": str, "renderer": str, "sources": str}, pk="id",
+                               not_null={"label", "caption", "renderer"})
+            db["items"].create_index(["label"], unique=True)
+            db["clips"].create({"item_id": str, "format": str, "sample_rate": int, "seconds": float, "sha256": str,
+                                "bytes": bytes}, pk="item_id", foreign_keys=[("item_id", "items", "id")],
+                               not_null={"format", "bytes", "sha256"})
+            db["embeddings"].create({"item_id": str, "kind": str, "vector": bytes}, pk=("item_id", "kind"),
+                                    foreign_keys=[("item_id", "items", "id")], not_null={"vector"})
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            meta = {"schema_version": SCHEMA_VERSION, "model_fingerprint": fingerprint, "embedding_dim": dim,
+                    "clip_format": clip_format, "sample_rate": sample_rate, "created": _now(),
+                    "build_id": uuid.uuid4().hex, **extra}
+            db["meta"].insert_all([{"key": k, "value": json.dumps(v)} for k, v in meta.items()])
+        return meta
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> GalleryWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------ writing
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["embedding_dim"])
+
+    def done_ids(self) -> set[str]:
+        """Ids of the items already written in full (an item is written with its clip and vectors, or not at all)."""
+        return set(self._done)
+
+    def count(self) -> int:
+        return len(self._done)
+
+    def add_batch(self, rows: list[GalleryRow]) -> int:
+        """Write a batch in one transaction; rows whose id is already there are skipped. Returns how many were new."""
+        fresh, seen = [], set()
+        for row in rows:
+            if row.id in self._done or row.id in seen:
+                continue
+            seen.add(row.id)
+            fresh.append(row)
+        if not fresh:
+            return 0
+        items, clips, vectors = [], [], []
+        with self.db.atomic():
+            next_label = self.db.execute("SELECT coalesce(max(label) + 1, 0) FROM items").fetchone()[0]
+            for i, row in enumerate(fresh):
+                items.append({"id": row.id, "label": next_label + i, "caption": row.caption,
+                              "provenance": json.dumps(row.provenance), "zoom": row.zoom, "lat": row.lat,
+                              "lon": row.lon, "split": row.split, "renderer": row.renderer,
+                              "sources": json.dumps(list(row.sources))})
+                clips.append({"item_id": row.id, "format": row.clip_format, "sample_rate": row.sample_rate,
+                              "seconds": row.seconds, "sha256": hashlib.sha256(row.clip).hexdigest(),
+                              "bytes": row.clip})
+                vectors.append({"item_id": row.id, "kind": "caption",
+                                "vector": _vector_blob(row.caption_vector, self.dim, f"caption vector of {row.id}")})
+                vectors.append({"item_id": row.id, "kind": "audio",
+                                "vector": _vector_blob(row.audio_vector, self.dim, f"audio vector of {row.id}")})
+            self.db["items"].insert_all(items)
+            self.db["clips"].insert_all(clips)
+            self.db["embeddings"].insert_all(vectors)
+        self._done.update(seen)  # only after the transaction committed
+        return len(fresh)
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self.db.atomic():
+            self.db["meta"].upsert_all([{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key")
+        self.meta.update(values)
+
+    # ------------------------------------------------------------------------------------------------ finishing
+
+    def vectors(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute(
+            "SELECT i.label, e.vector FROM embeddings e JOIN items i ON i.id = e.item_id WHERE e.kind = ? "
+            "ORDER BY i.label", (kind,)).fetchall()
+        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+        return matrix, labels
+
+    def finish(self, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION, threads: int = 1,
+               tune_queries: int = 300, seed: int = 0) -> dict[str, Any]:
+        """Build, tune and save the HNSW indexes, record them in meta and index.json, and close the WAL.
+
+        ef is chosen by measurement on this gallery: queries are the other kind's vectors (audio embeddings query the
+        caption index, as places and sounds do at run time), recall@10 against exact search for each ef of
+        EF_LADDER, the cheapest reaching TARGET_RECALL wins; when none does, the kind's search mode is "exact".
+        """
+        count = self.count()
+        matrices = {kind: self.vectors(kind) for kind in KINDS}
+        for kind, (_, labels) in matrices.items():
+            if len(labels) != count or not np.array_equal(labels, np.arange(count)):
+                raise GalleryError(f"{self.root / DB_NAME} has {len(labels)} {kind} vectors for {count} items or "
+                                   "gaps in its labels; delete it and rebuild")
+        rng = np.random.default_rng(seed)
+        files, params_ef, measured, modes = {}, {}, {}, {}
+        for kind in KINDS:
+            matrix, labels = matrices[kind]
+            other = matrices["audio" if kind == "caption" else "caption"][0]
+            index = vindex.build_hnsw(matrix, labels, m=m, ef_construction=ef_construction, threads=threads)
+            exact_ms = None
+            if count:
+                pick = rng.choice(count, size=min(tune_queries, count), replace=False)
+                table = vindex.measure_ef(index, matrix, labels, other[pick], k=min(10, count), ladder=EF_LADDER)
+                best = vindex.choose_ef(table, TARGET_RECALL)
+                exact_ms = vindex.exact_latency_ms(matrix, other[pick[:50]], k=min(10, count))
+            else:
+                table, best = [], {"ef": EF_LADDER[0], "recall": 1.0}
+            params_ef[kind] = best["ef"]
+            # exact search when the graph cannot reach the target recall, or when it is no faster (small galleries:
+            # a few thousand vectors are one 0.1-0.2 ms matrix product, recall 1 for free)
+            slow = exact_ms is not None and exact_ms <= best.get("p50_ms", float("inf"))
+            modes[kind] = "exact" if best["recall"] < TARGET_RECALL or slow else "hnsw"
+            measured[kind] = {"chosen": best, "table": table, "exact_p50_ms": exact_ms,
+                              "queries": "other-kind vectors of this gallery"}
+            final = self.root / index_file_name(kind)
+            tmp = final.with_name(final.name + ".tmp")
+            index.save_index(str(tmp))
+            os.replace(tmp, final)
+            files[kind] = {"file": final.name, "sha256": vindex.sha256_file(final), "bytes": final.stat().st_size}
+        params = {"M": m, "ef_construction": ef_construction, "ef": params_ef, "mode": modes,
+                  "target_recall": TARGET_RECALL}
+        self.set_meta({"count": count, "updated": _now(), "hnsw": params,
+                       "index_sha256": {k: v["sha256"] for k, v in files.items()}})
+        # Fold the WAL back into the file: a finished gallery is one self-contained, read-only-openable file.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.disable_wal()
+        info = {"schema_version": SCHEMA_VERSION, "build_id": self.meta["build_id"], "count": count, "dim": self.dim,
+                "fingerprint": self.meta["model_fingerprint"], "params": params, "measured": measured,
+                "files": files, "created": _now()}
+        tmp = self.root / (INDEX_JSON + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        os.replace(tmp, self.root / INDEX_JSON)
+        return info
