@@ -53,12 +53,16 @@ def _stages(preset: str) -> list[Stage]:
     def world(o, a):
         return ["data", "build", "--preset", preset, "--out", str(o / "world")]
 
+    def cache(o):
+        return str(o / "cache" / "features")
+
     def teacher(o, a):
-        return ["train", "--preset", preset, "--data", str(o / "world"), "--out", str(o / "teacher")]
+        return ["train", "--preset", preset, "--data", str(o / "world"), "--out", str(o / "teacher"),
+                "--cache-dir", cache(o)]
 
     def evaluate(o, a):
         return ["evaluate", str(o / "teacher"), "--data", str(o / "world"), "--split", "test",
-                "--out", str(o / "eval" / "teacher.json")]
+                "--out", str(o / "eval" / "teacher.json"), "--cache-dir", cache(o)]
 
     def maps(o, a):
         base = ["map", "--ckpt", str(o / "teacher"), "--zoom", "1", "--out", str(o / "maps")]
@@ -87,7 +91,8 @@ def _stages(preset: str) -> list[Stage]:
                 "--target", "coreml", "--data", str(o / "world"), "--out", str(o / "export")]
 
     def gallery(o, a):
-        return ["gallery", "build", "--ckpt", str(o / "teacher"), "--captions", str(o / "world"),
+        # the test split's captions, as the paper's gallery is its test set (9,931 items there)
+        return ["gallery", "build", "--ckpt", str(o / "teacher"), "--captions", str(o / "world"), "--split", "test",
                 "--renderer", "procedural", "--out", str(o / "gallery")]
 
     def bundle(o, a):

@@ -3,6 +3,7 @@
     sat2sound data build --preset default --out DIR [--seed S] [--n-samples N] [--workers W]
     sat2sound data sheet DIR --out PNG [--n 24] [--split test]
     sat2sound data oracle DIR [--split test] [--json]
+    sat2sound data check DIR [--split test] [--media] [--preset default]
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("dataset", type=Path)
     o.add_argument("--split", default="test")
     o.add_argument("--json", action="store_true", help="print the full report as JSON")
+    c = sub.add_parser("check", help="validate any dataset folder (GeoSound/SoundingEarth layout or the world)")
+    c.add_argument("dataset", type=Path)
+    c.add_argument("--split", default=None, help="only this split (default: every split found)")
+    c.add_argument("--media", action="store_true", help="also decode every image and audio clip (slower)")
+    c.add_argument("--preset", default="default", help="config whose audio/image settings are checked against")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,5 +75,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"oracle on {report['split']} (N={report['n']}): image->audio R@10% {i2a['r10']:.3f} "
                   f"(median rank {i2a['median_rank']:.0f}), audio->image R@10% {a2i['r10']:.3f} "
                   f"(median rank {a2i['median_rank']:.0f}); chance 0.100")
+        return 0
+    if args.data_command == "check":
+        from core.config import get_preset
+        from core.data.dataset import open_dataset
+        from core.data.layouts import available_splits
+
+        cfg = get_preset(args.preset)
+        splits = [args.split] if args.split else available_splits(args.dataset)
+        if not splits:
+            raise ConfigError(f"{args.dataset} holds no split in a known layout")
+        for split in splits:
+            ds = open_dataset(args.dataset, split, cfg)
+            n = ds.check(media=args.media, progress=True)
+            print(f"{split}: {n} rows OK ({ds.kind} layout, imagery {ds.imagery}"
+                  f"{', media decoded' if args.media else ''})")
         return 0
     raise ConfigError(f"unknown data action {args.data_command!r}")  # pragma: no cover - argparse restricts it

@@ -1,0 +1,51 @@
+"""The one CLI: every subcommand has working help; `data check` validates folders; pipeline stage bookkeeping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from core.cli import COMMANDS, _available, _glue_negative_values, main
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_subcommand_has_help_listing_its_options(name, capsys):
+    if not _available(COMMANDS[name][0]):
+        pytest.skip(f"{name} is not part of this build")
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert f"sat2sound {name}" in out and "--" in out.split("options:")[-1]
+
+
+def test_top_level_help_is_quick_and_torch_free():
+    code = "import sys; from core.cli import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_negative_coordinates_are_glued_to_their_option():
+    assert _glue_negative_values(["map", "--bbox", "-125,24,-66,50", "--zoom", "1"]) == [
+        "map", "--bbox=-125,24,-66,50", "--zoom", "1"]
+    assert _glue_negative_values(["ground", "--at", "-33.9,18.4"]) == ["ground", "--at=-33.9,18.4"]
+
+
+def test_data_check_accepts_the_world_and_refuses_other_folders(tiny_world, tmp_path, capsys):
+    assert main(["data", "check", str(tiny_world), "--preset", "tiny", "--split", "train"]) == 0
+    assert "rows OK" in capsys.readouterr().out
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    assert main(["data", "check", str(tmp_path)]) == 2
+    assert main(["data", "check", str(tiny_world), "--split", "holdout", "--preset", "tiny"]) == 2
+    assert main(["data", "check", str(tiny_world), "--preset", "huge"]) == 2
+
+
+def test_pipeline_lists_stages_and_refuses_unknown_ones(tmp_path, capsys):
+    assert main(["pipeline", "--preset", "tiny", "--out", str(tmp_path / "run"), "--list"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("world", "teacher", "evaluate", "maps", "student", "int8", "export", "gallery", "bundle"):
+        assert stage in out
+    assert main(["pipeline", "--preset", "tiny", "--out", str(tmp_path / "run"), "--only", "nonsense"]) == 2
+    assert main(["pipeline", "--preset", "huge", "--out", str(tmp_path / "run")]) == 2
