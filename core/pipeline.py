@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import Sat2SoundError
@@ -37,16 +37,17 @@ MAP_QUERIES = (
 @dataclass
 class Stage:
     name: str
-    marker: str  # path relative to OUT whose existence means the stage is complete
+    # path relative to OUT whose existence means the stage is complete: a file the stage writes last and atomically,
+    # or a ".done" the pipeline writes after the stage's command succeeded (for stages whose folders appear early and
+    # fill up as they go: training, distillation, the gallery, maps)
+    marker: str
     argv: Callable[[Path, argparse.Namespace], list[str] | list[list[str]]]
     needs: tuple[str, ...] = ()
-    optional: bool = False  # a failure is reported and the pipeline goes on (e.g. targets this machine lacks)
-    extra: dict = field(default_factory=dict)
 
 
 def _stages(preset: str) -> list[Stage]:
     student = f"student-{preset}" if preset in ("tiny", "default", "paper") else "student-default"
-    maps_cols = {"tiny": 12}.get(preset, 120)
+    maps_cols = {"tiny": 12}.get(preset, 160)  # ~10,000 tiles over the contiguous USA
     city_cols = {"tiny": 8}.get(preset, 60)
     ground_n = {"tiny": 5}.get(preset, 150)
 
@@ -76,15 +77,16 @@ def _stages(preset: str) -> list[Stage]:
 
     def distill(o, a):
         return ["distill", "--teacher", str(o / "teacher"), "--preset", student, "--data", str(o / "world"),
-                "--out", str(o / "student")]
+                "--out", str(o / "student"), "--cache-dir", cache(o)]
 
     def quantize(o, a):
         return ["quantize", "--model", str(o / "student"), "--calib", str(o / "world"), "--out", str(o / "int8"),
-                "--max-drop", "0.02"]
+                "--max-drop", "0.02", "--cache-dir", str(o / "cache" / "onnx")]
 
     def report_compress(o, a):
         return ["compress-report", "--teacher", str(o / "teacher"), "--student", str(o / "student"),
-                "--int8", str(o / "int8"), "--data", str(o / "world"), "--out", str(o / "compress" / "report.md")]
+                "--int8", str(o / "int8"), "--data", str(o / "world"), "--out", str(o / "compress" / "report.md"),
+                "--cache-dir", str(o / "cache" / "onnx")]
 
     def export(o, a):
         return ["export", "--model", str(o / "int8"), "--target", "onnx", "--target", "ort", "--target", "tflite",
@@ -101,15 +103,15 @@ def _stages(preset: str) -> list[Stage]:
 
     return [
         Stage("world", "world/world.json", world),
-        Stage("teacher", "teacher/manifest.json", teacher, ("world",)),
+        Stage("teacher", "teacher/.done", teacher, ("world",)),
         Stage("evaluate", "eval/teacher.json", evaluate, ("teacher",)),
         Stage("maps", "maps/.done", maps, ("teacher",)),
         Stage("grounding", "grounding/grounding-eval-z1.json", grounding, ("teacher",)),
-        Stage("student", "student/manifest.json", distill, ("teacher",)),
+        Stage("student", "student/.done", distill, ("teacher",)),
         Stage("int8", "int8/manifest.json", quantize, ("student",)),
         Stage("compress-report", "compress/report.md", report_compress, ("int8",)),
         Stage("export", "export/manifest.json", export, ("int8",)),
-        Stage("gallery", "gallery/gallery.db", gallery, ("teacher",)),
+        Stage("gallery", "gallery/.done", gallery, ("teacher",)),
         Stage("bundle", "bundle/manifest.json", bundle, ("export", "gallery")),
     ]
 
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 if code:
                     break
             seconds = time.perf_counter() - t0
-            if code == 0 and s.marker.endswith(".done"):
+            if code == 0 and s.marker.endswith(".done"):  # the command finished: mark the stage complete
                 (out / s.marker).parent.mkdir(parents=True, exist_ok=True)
                 (out / s.marker).write_text(f"{seconds:.1f}\n")
             log["stages"][s.name] = {"exit": code, "seconds": round(seconds, 1)}
