@@ -1,0 +1,131 @@
+"""A student is a Sat2Sound with a smaller preset that lives in its teacher's embedding space by construction.
+
+The student is built from its preset, then takes from the teacher:
+- the codebook, frozen: an embedding is a sparse mix of codes, so with the same codes the student's embeddings are
+  points of the teacher's space and a gallery embedded once by the teacher serves the student;
+- the text query map, frozen: with the same frozen MiniLM, the same query map and the same codebook, the student's
+  text tower IS the teacher's (caption embeddings made by one serve the other, exactly);
+- the audio input normalisation (the dataset's log-mel level statistics), frozen;
+- as a starting point only (trained further): the metadata token encoders and the image query map, whose shapes
+  do not depend on the tower widths, and the logit scales.
+
+What must agree for that to hold is checked before anything is built (``check_teacher_fits``); a teacher of another
+preset is refused with the fields that differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from core.config import Sat2SoundConfig
+from core.errors import CheckpointError
+from core.model import Sat2Sound, build_model
+
+# Which teacher preset each student preset was sized against (used for messages; the check itself is structural).
+STUDENT_TEACHER: dict[str, str] = {"student-tiny": "tiny", "student-default": "default", "student-paper": "paper"}
+
+# The audio input normalisation is the teacher's per-dataset level statistics: taken as is, frozen (eval mode).
+FROZEN_PREFIXES: tuple[str, ...] = ("head.", "text_query.", "audio_encoder.input_norm.")
+INHERITED_PREFIXES: tuple[str, ...] = ("metadata.", "image_query.", "logit_scale.")
+
+
+def _must_match(teacher: Sat2SoundConfig, student: Sat2SoundConfig) -> dict[str, tuple[Any, Any]]:
+    """(teacher value, student value) of every setting the two must share."""
+    t, s = teacher, student
+    return {
+        "codebook head": (t.model.codebook.head, s.model.codebook.head),
+        "codebook size M": (t.model.codebook.size, s.model.codebook.size),
+        "codebook dim d": (t.model.codebook.dim, s.model.codebook.dim),
+        "codebook temperature": (t.model.codebook.temperature, s.model.codebook.temperature),
+        "text backbone": (t.model.text.backbone, s.model.text.backbone),
+        "text max tokens": (t.model.text.max_tokens, s.model.text.max_tokens),
+        "text width": (t.model.text.width, s.model.text.width),
+        "metadata fusion": (t.model.fusion.use_metadata, s.model.fusion.use_metadata),
+        "metadata hidden width": (t.model.fusion.meta_hidden, s.model.fusion.meta_hidden),
+        "imagery": (t.image.imagery, s.image.imagery),
+        "zooms": (tuple(t.image.zooms), tuple(s.image.zooms)),
+        "audio front end": (t.audio, s.audio),
+    }
+
+
+def check_teacher_fits(teacher_cfg: Sat2SoundConfig, student_cfg: Sat2SoundConfig, *,
+                       teacher_manifest: dict[str, Any] | None = None, text_fingerprint: str | None = None,
+                       teacher_path: object = "teacher") -> list[str]:
+    """Raise CheckpointError when the teacher cannot be distilled into this student preset; returns notes.
+
+    Structural: codebook (head kind, M, d, temperature), text backbone and its token limit, metadata fusion,
+    imagery, zooms and the audio front end must agree. The text backbone's fingerprint recorded in the teacher's
+    manifest must match the installed one (the teacher's captions would otherwise land elsewhere). A teacher
+    whose preset name differs from the one the student was sized for is accepted when it fits, with a note.
+    """
+    expected = STUDENT_TEACHER.get(student_cfg.name)
+    hint = f" (student preset {student_cfg.name!r} expects a teacher of preset {expected!r})" if expected else ""
+    diffs = [f"{k} {a!r} != {b!r}" if k != "audio front end" else "audio front end differs"
+             for k, (a, b) in _must_match(teacher_cfg, student_cfg).items() if a != b]
+    if diffs:
+        raise CheckpointError(
+            f"teacher checkpoint {teacher_path} (preset {teacher_cfg.name!r}) does not fit student preset "
+            f"{student_cfg.name!r}{hint}: teacher vs student " + "; ".join(diffs))
+    recorded = (teacher_manifest or {}).get("text_backbone")
+    if text_fingerprint and recorded and ":" in str(recorded) and recorded != text_fingerprint:
+        raise CheckpointError(
+            f"teacher checkpoint {teacher_path} was trained with text backbone {recorded}, but the installed one is "
+            f"{text_fingerprint}: its caption embeddings would not match; retrain or reinstall the backbone")
+    notes = []
+    if expected and teacher_cfg.name != expected:
+        notes.append(f"teacher preset {teacher_cfg.name!r} is not {expected!r}, but every shared setting matches")
+    return notes
+
+
+def is_frozen(name: str) -> bool:
+    """Parameters copied from the teacher and never trained: the codebook, the text query map, the audio input
+    normalisation."""
+    return name.startswith(FROZEN_PREFIXES)
+
+
+@torch.no_grad()
+def build_student(teacher: Sat2Sound, student_cfg: Sat2SoundConfig, *, seed: int | None = None) -> Sat2Sound:
+    """A fresh student of ``student_cfg`` holding the teacher's codebook and text query map (frozen) and the
+    teacher's shape-independent parts as initialisation. Shares the teacher's text backbone (and its cache)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    student = build_model(student_cfg, text_backbone=teacher.text_backbone)
+    t_state = teacher.state_dict()
+    s_state = student.state_dict()
+    copied = {}
+    for name, value in s_state.items():
+        if name.startswith(FROZEN_PREFIXES + INHERITED_PREFIXES) and name in t_state:
+            if tuple(t_state[name].shape) != tuple(value.shape):
+                raise CheckpointError(f"teacher tensor {name} has shape {tuple(t_state[name].shape)}, the student "
+                                      f"needs {tuple(value.shape)}")
+            copied[name] = t_state[name].detach().clone()
+    missing_frozen = [n for n in s_state if is_frozen(n) and n not in copied]
+    if missing_frozen:
+        raise CheckpointError(f"the teacher has no {missing_frozen[0]} to give the student")
+    student.load_state_dict({**s_state, **copied})
+    for name, p in student.named_parameters():
+        p.requires_grad_(not is_frozen(name))
+    return student
+
+
+def frozen_modules_eval(student: Sat2Sound) -> None:
+    """Keep frozen modules with running statistics (the audio input batch norm) in eval mode while training."""
+    student.audio_encoder.input_norm.eval()
+
+
+def freeze_copied(student: Sat2Sound) -> None:
+    """Mark the teacher's codebook and text query map as frozen (after loading a student's weights)."""
+    for name, p in student.named_parameters():
+        p.requires_grad_(not is_frozen(name))
+
+
+def tower_parameters(model: torch.nn.Module, tower: str) -> int:
+    """Parameters that run in one tower's graph: image (+metadata, fusion, query map, head), audio or text head."""
+    parts = {
+        "image": ("image_encoder.", "metadata.", "fusion.", "image_query.", "head."),
+        "audio": ("audio_encoder.", "audio_query.", "head."),
+        "text": ("text_query.", "head."),
+    }[tower]
+    return sum(p.numel() for n, p in model.named_parameters() if n.startswith(parts))
