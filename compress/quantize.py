@@ -23,7 +23,6 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.int8 import MIN_PARITY, SCHEMES, cpu_int8_quirks, quantize_tower
+from core.artifacts import move_into_place
 from core.errors import ConfigError, DataError, Sat2SoundError
 
 INT8_KIND = "sat2sound-int8"
@@ -147,7 +147,7 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, *, calib: str | P
                                 calib_size=calib_size, calib_method=calib_method, min_parity=min_parity,
                                 cache_dir=cache_dir,
                                 progress=progress, threads=threads)
-        _move_into_place(stage, out)
+        move_into_place(stage, out)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return result
@@ -263,20 +263,6 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
     return quant
 
 
-def _move_into_place(stage: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; an existing ``out`` (--force) is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    try:
-        os.replace(stage, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------------- CLI

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.artifacts import move_into_place
 from core.errors import CheckpointError, ConfigError
 from export.manifest import MANIFEST_FILE, SCHEMA, copy_tokenizer, file_entry, preprocessing, sha256_path
 from export.parity import (
@@ -334,19 +334,6 @@ def _text_cache_note(run: _Run) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------------------------- export
 
 
-def _move_into_place(stage: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    try:
-        os.replace(stage, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iterable[str], *,
@@ -410,7 +397,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iter
         tokenizer = copy_tokenizer(run.model, stage, run.cfg.model.text.max_tokens) if "text" in towers_t else []
         manifest = _manifest(run, targets, int8, given_int8, tokenizer, retrieval, extra)
         (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        _move_into_place(stage, out)
+        move_into_place(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

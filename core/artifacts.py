@@ -1,0 +1,24 @@
+"""Writing artifact folders atomically: build in a staging folder, then swap it into place in one rename."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def move_into_place(stage: Path, out: Path) -> None:
+    """Rename the finished ``stage`` folder to ``out``. An existing ``out`` (replaced with --force) is moved aside
+    first and removed only once the new folder is in place, so a failure leaves the old artifact untouched."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(stage, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
