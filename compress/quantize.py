@@ -310,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
                          threads=max(1, args.threads))
     for tower, info in res["towers"].items():
         parity = info["parity"]["attempts"][-1]["parity"] if info["parity"]["attempts"] else None
-        print(f"{tower:6s} {info['fp32_bytes'] / 1e6:7.2f} MB -> {info['bytes'] / 1e6:7.2f} MB  "
+        used = "" if info["scheme_used"] == res["scheme"] else f" [{info['scheme_used']}: {res['scheme']} fell short]"
+        print(f"{tower:6s} {info['fp32_bytes'] / 1e6:7.2f} MB -> {info['bytes'] / 1e6:7.2f} MB{used}  "
               f"({info['n_excluded']} head nodes and {len(info['kept_float_sensitive'])} outlier layers kept float"
               + (f"; cosine to fp32 {parity:.4f})" if parity is not None else ")"))
     ev = res.get("evaluation")
