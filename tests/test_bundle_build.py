@@ -132,11 +132,12 @@ def test_cli_build_refuses_to_overwrite_without_force(demo, tmp_path, capsys):
             "--out", str(out), "--overview-levels", "0", "--context-tiles", "0", "--no-progress"]
     assert cli_main(args) == 0
     assert "map tiles" in capsys.readouterr().out
-    first = (out / "manifest.json").read_text()
+    (out / "left-from-before.txt").write_text("stale")  # a file the old bundle had and a rebuild does not write
     assert cli_main(args) == 2
     assert "exists; pass --force" in capsys.readouterr().err
+    assert (out / "left-from-before.txt").exists()  # refused: nothing touched
     assert cli_main([*args, "--force"]) == 0
-    assert (out / "manifest.json").read_text() != first  # replaced (new creation time)
+    assert not (out / "left-from-before.txt").exists()  # replaced as a whole folder, not written over
     assert verify_report(out)[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp or old folders left behind
 
