@@ -2,9 +2,12 @@
 
     python -m benchmarks.gallery_search [--n 100000] [--data clustered|codebook] [--m 16,32] [--out FILE.json]
     python -m benchmarks.gallery_search --gallery runs/gallery --out FILE.json
+    python -m benchmarks.gallery_search --teacher runs/demo/teacher --world runs/demo/world --n 100000
 
-Data: either a built gallery's real embeddings (``--gallery``: the caption vectors are the items and the clip
-embeddings are the queries - a cross-modal query as at run time), or synthetic "embedding-like" unit vectors:
+Data: a built gallery's real embeddings (``--gallery``: the caption vectors are the items and the clip
+embeddings are the queries - a cross-modal query as at run time); a trained checkpoint's real embeddings at any
+scale (``--teacher``: world-tile image embeddings as items, caption-text and place embeddings as queries; see
+``benchmarks/teacher_embeddings.py``, cached under ``--cache``); or synthetic "embedding-like" unit vectors:
 ``clustered`` (a mixture of tight clusters of varied spread) or ``codebook`` (sparse convex mixtures of a random
 codebook's entries, the shape the Sat2Sound sparsemax head produces). Queries are fresh draws, not gallery items.
 On random Gaussian data HNSW recall collapses (PLATFORM.md), so never tune on that.
@@ -126,7 +129,7 @@ def end_to_end(path: Path, queries: np.ndarray, reps: int = 200) -> dict:
 
 
 def run_one(items: np.ndarray, queries: np.ndarray, *, m: int, ef_construction: int, threads: int,
-            efs: list[int], k: int = 10) -> dict:
+            efs: list[int], k: int = 10, kinds: np.ndarray | None = None) -> dict:
     labels = np.arange(len(items), dtype=np.int64)
     t0 = time.perf_counter()
     index = vindex.build_hnsw(items, labels, m=m, ef_construction=ef_construction, threads=threads)
@@ -142,8 +145,14 @@ def run_one(items: np.ndarray, queries: np.ndarray, *, m: int, ef_construction: 
         load_s = time.perf_counter() - t0
     table = vindex.measure_ef(index, items, labels, queries, k=k, ladder=efs)
     best = vindex.choose_ef(table, TARGET_RECALL)
+    by_kind = {}
+    if kinds is not None:  # recall per query kind (latency is the same search, so only the recall is kept)
+        for kind in sorted(set(kinds.tolist())):
+            rows = vindex.measure_ef(index, items, labels, queries[kinds == kind], k=k, ladder=efs)
+            by_kind[kind] = {row["ef"]: row["recall"] for row in rows}
     return {"M": m, "ef_construction": ef_construction, "build_threads": threads, "build_s": build_s,
-            "save_s": save_s, "load_s": load_s, "index_bytes": size, "table": table, "chosen": best}
+            "save_s": save_s, "load_s": load_s, "index_bytes": size, "table": table, "chosen": best,
+            "recall_by_query_kind": by_kind}
 
 
 def markdown(report: dict) -> str:
@@ -160,14 +169,17 @@ def markdown(report: dict) -> str:
                   f"recorded mode {e['mode']}): HNSW p50 {e['hnsw']['p50_ms']:.3f} ms / p90 {e['hnsw']['p90_ms']:.3f} "
                   f"ms; exact p50 {e['exact']['p50_ms']:.3f} ms / p90 {e['exact']['p90_ms']:.3f} ms.", ""]
     for run in report["runs"]:
+        kinds = {k: {int(ef): r for ef, r in v.items()} for k, v in run.get("recall_by_query_kind", {}).items()}
         lines += [f"## HNSW M={run['M']}, ef_construction={run['ef_construction']}", "",
                   f"Build {run['build_s']:.1f} s on {run['build_threads']} threads; index "
                   f"{run['index_bytes'] / 1e6:.1f} MB; save {run['save_s']:.2f} s, load {run['load_s']:.2f} s.", "",
-                  "| ef | recall@10 | top-1 | p50 ms | p90 ms |", "|---:|---:|---:|---:|---:|"]
+                  "| ef | recall@10 | top-1 | p50 ms | p90 ms |" + "".join(f" recall@10 {k} |" for k in kinds),
+                  "|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
         for row in run["table"]:
             mark = " **" if row["ef"] == run["chosen"]["ef"] else ""
+            extra = "".join(f" {kinds[k][row['ef']]:.4f} |" for k in kinds)
             lines.append(f"| {row['ef']}{mark} | {row['recall']:.4f} | {row['top1']:.3f} | {row['p50_ms']:.3f} | "
-                         f"{row['p90_ms']:.3f} |")
+                         f"{row['p90_ms']:.3f} |{extra}")
         c = run["chosen"]
         ok = c["recall"] >= TARGET_RECALL
         lines += ["", f"Chosen ef {c['ef']} (cheapest with recall@10 >= {TARGET_RECALL}): recall {c['recall']:.4f}, "
@@ -182,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--data", default="clustered", choices=("clustered", "codebook"))
     p.add_argument("--gallery", type=Path, default=None, help="benchmark a built gallery's real embeddings instead")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="benchmark this checkpoint's real embeddings of --n world tiles instead (needs --world)")
+    p.add_argument("--world", type=Path, default=Path("runs/demo/world"), help="world folder (test captions)")
+    p.add_argument("--cache", type=Path, default=Path("runs/bench/cache/tiles"),
+                   help="where --teacher keeps its tile embeddings (resumable; reused by later runs)")
     p.add_argument("--m", default="16", help="HNSW M values, comma-separated")
     p.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     p.add_argument("--efs", default=",".join(map(str, EF_LADDER)), help="search ef values, comma-separated")
@@ -190,8 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/bench/gallery_search.json"))
     args = p.parse_args(argv)
 
+    kinds = None
     if args.gallery is not None:
         items, queries, data = gallery_data(args.gallery, args.queries, args.seed)
+    elif args.teacher is not None:
+        from benchmarks.teacher_embeddings import teacher_data
+
+        real = teacher_data(args.teacher, args.world, args.n, args.queries, args.seed, args.cache)
+        items, queries, data, kinds = real.items, real.queries, real.description, real.query_kinds
     else:
         items, queries, data = make_data(args.data, args.n, args.queries, args.dim, args.seed)
     efs = sorted({int(e) for e in args.efs.split(",")})
@@ -205,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Gallery.search k=10 (HNSW at the gallery's ef + SQLite hits): p50 {e2e['hnsw']['p50_ms']:.3f} ms; "
               f"exact: p50 {e2e['exact']['p50_ms']:.3f} ms", flush=True)
     for m in (int(v) for v in args.m.split(",")):
-        run = run_one(items, queries, m=m, ef_construction=args.ef_construction, threads=args.threads, efs=efs)
+        run = run_one(items, queries, m=m, ef_construction=args.ef_construction, threads=args.threads, efs=efs,
+                      kinds=kinds)
         report["runs"].append(run)
         c = run["chosen"]
         print(f"M={m}: build {run['build_s']:.1f}s; chosen ef {c['ef']} recall {c['recall']:.4f} "

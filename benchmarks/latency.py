@@ -543,15 +543,28 @@ def _cycling(fn: Callable[[np.ndarray], Any], queries: np.ndarray) -> Callable[[
     return call
 
 
-def _gallery_vectors(kind: str, n: int, queries: int, dim: int, seed: int, cache: Path) -> tuple[np.ndarray,
-                                                                                                  np.ndarray]:
+def _gallery_vectors(kind: str, n: int, queries: int, dim: int, seed: int, cache: Path,
+                     real: tuple[Path, Path] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic vectors (``codebook``/``clustered``), or ``teacher``: the trained checkpoint's own embeddings of n
+    world tiles with caption and place queries (benchmarks/teacher_embeddings.py; ``real`` = (checkpoint, world))."""
     from benchmarks.gallery_search import make_data
 
-    path = cache / f"{kind}-{n}x{dim}-q{queries}-s{seed}.npz"
+    tag = kind
+    if kind == "teacher":
+        if real is None:
+            raise SystemExit("--gallery-data teacher needs a run with a trained teacher/ and world/ (--run)")
+        tag = f"teacher-{json.loads((real[0] / 'manifest.json').read_text())['fingerprint'][:12]}"
+    path = cache / f"{tag}-{n}x{dim}-q{queries}-s{seed}.npz"
     if path.is_file():
         with np.load(path) as z:
             return z["items"], z["queries"]
-    items, qs, _ = make_data(kind, n, queries, dim, seed)
+    if kind == "teacher":
+        from benchmarks.teacher_embeddings import teacher_data
+
+        data = teacher_data(real[0], real[1], n, queries, seed, cache / "tiles")
+        items, qs = data.items, data.queries
+    else:
+        items, qs, _ = make_data(kind, n, queries, dim, seed)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, items=items, queries=qs)
@@ -575,15 +588,17 @@ class SyntheticGallery:
 
 
 def synthetic_gallery(kind: str, n: int, dim: int, queries: int, seed: int, cache: Path, *,
-                      build_threads: int = 2) -> SyntheticGallery:
+                      build_threads: int = 2, real: tuple[Path, Path] | None = None) -> SyntheticGallery:
     """Vectors from benchmarks/gallery_search.py (``codebook``: sparse mixtures of codebook entries, the shape the
     Sat2Sound head produces; ``clustered``) and an HNSW index with gallery/layout.py's M and ef_construction,
     both cached under ``cache`` (a 100k index takes minutes to build on 2 cores)."""
     from gallery import index as vindex
     from gallery.layout import EF_LADDER, HNSW_EF_CONSTRUCTION, HNSW_M
 
-    items, qs = _gallery_vectors(kind, n, queries, dim, seed, cache)
-    path = cache / f"{kind}-{n}x{dim}-s{seed}-M{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}.hnsw"
+    items, qs = _gallery_vectors(kind, n, queries, dim, seed, cache, real)
+    tag = kind if real is None or kind != "teacher" else \
+        f"teacher-{json.loads((real[0] / 'manifest.json').read_text())['fingerprint'][:12]}"
+    path = cache / f"{tag}-{n}x{dim}-s{seed}-M{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}.hnsw"
     if path.is_file():
         return SyntheticGallery(items, qs, vindex.load_hnsw(path, dim, n, EF_LADDER[0]), path, None)
     t0 = time.perf_counter()
@@ -599,7 +614,7 @@ def synthetic_gallery(kind: str, n: int, dim: int, queries: int, seed: int, cach
 
 def bench_gallery(sizes: tuple[int, ...], dim: int, threads: tuple[int, ...], budget: Budget, work: Path, *,
                   kind: str = "codebook", queries: int = 200, seed: int = 0, build_threads: int = 2,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, real: tuple[Path, Path] | None = None) -> dict[str, Any]:
     """Exact numpy top-10 vs HNSW at each gallery size, with the product's HNSW parameters and ef rule
     (gallery/layout.py: the cheapest ef of its ladder reaching the target recall@10, else exact search)."""
     from gallery import index as vindex
@@ -610,7 +625,7 @@ def bench_gallery(sizes: tuple[int, ...], dim: int, threads: tuple[int, ...], bu
     for n in sizes:
         if progress:
             print(f"[gallery] {n} x {dim} {kind} vectors", flush=True)
-        g = synthetic_gallery(kind, n, dim, queries, seed, work / "gallery", build_threads=build_threads)
+        g = synthetic_gallery(kind, n, dim, queries, seed, work / "gallery", build_threads=build_threads, real=real)
         size: dict[str, Any] = {"n": n, "exact": {}, "build_s": g.build_s, "index_cached": g.build_s is None,
                                 "index_bytes": g.path.stat().st_size}
         with blas_threads(1) as limited:
@@ -883,7 +898,9 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append("")
     g = result.get("gallery")
     if g:
-        lines += [f"## Gallery search (top-10, {g['dim']}-d {g['data']} vectors, {g['queries']} queries; HNSW M "
+        data = {"teacher": "real (the trained teacher's embeddings of world tiles; caption-text and place queries)",
+                "codebook": "synthetic codebook-mixture", "clustered": "synthetic clustered"}.get(g["data"], g["data"])
+        lines += [f"## Gallery search (top-10, {g['dim']}-d {data} vectors, {g['queries']} queries; HNSW M "
                   f"{g['M']}, ef_construction {g['ef_construction']}, ef = cheapest with recall@10 >= "
                   f"{g['target_recall']})", "",
                   "| items | exact p50 ms (" + ", ".join(f"{t}t" for t in threads) + ") | exact p90 ms 1t | HNSW ef | "
@@ -996,9 +1013,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                          "Linear and stays float.")
     if "gallery" in sections:
         dim = models["teacher"].cfg.model.codebook.dim
-        result["gallery"] = bench_gallery(sizes, dim, threads, budget, work, kind=args.gallery_data,
+        real = (run / "teacher", run / "world") if run is not None and models["teacher"].trained and \
+            (run / "world").is_dir() else None
+        kind = args.gallery_data if args.gallery_data != "auto" else ("teacher" if real else "codebook")
+        result["gallery"] = bench_gallery(sizes, dim, threads, budget, work, kind=kind,
                                           queries=50 if args.quick else 200, seed=args.seed,
-                                          build_threads=args.build_threads, progress=not args.no_progress)
+                                          build_threads=args.build_threads, progress=not args.no_progress, real=real)
         if not result["gallery"]["sizes"][0]["exact_blas_threads_limited"]:
             notes.append("threadpoolctl is not installed: exact search ran with numpy's default BLAS threads")
     if "e2e" in sections:
@@ -1034,8 +1054,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1,2")
     p.add_argument("--sections", default=",".join(SECTIONS), help="towers, gallery, e2e")
     p.add_argument("--gallery-sizes", default=None, help="comma-separated (default 10000,100000; quick 1000,10000)")
-    p.add_argument("--gallery-data", default="codebook", choices=("codebook", "clustered"),
-                   help="synthetic embedding-like vectors (benchmarks/gallery_search.py)")
+    p.add_argument("--gallery-data", default="auto", choices=("auto", "teacher", "codebook", "clustered"),
+                   help="teacher: the run's trained teacher's own embeddings of world tiles (first run embeds them, "
+                   "~15 min at 100k); codebook/clustered: synthetic (benchmarks/gallery_search.py); auto: teacher "
+                   "when the run has a trained one, else codebook")
     p.add_argument("--build-threads", type=int, default=2, help="threads for building the synthetic HNSW indexes")
     p.add_argument("--bundle", default=None, help="bundle for the end-to-end figures (default: the run's, else a "
                    "demo bundle of an untrained student)")

@@ -247,3 +247,22 @@ def test_cosine_and_cycling():
     for _ in range(5):
         call()
     assert seen == [0, 1, 2, 0, 1]
+
+
+def test_gallery_section_on_the_run_teachers_own_embeddings(tmp_path, tiny_cfg, tiny_world):
+    from core.checkpoint import save_checkpoint
+    from core.model import build_model
+
+    save_checkpoint(build_model(tiny_cfg), tiny_cfg, tmp_path / "run" / "teacher")
+    real = (tmp_path / "run" / "teacher", tiny_world)
+    dim = tiny_cfg.model.codebook.dim
+    g = latency.bench_gallery((250,), dim, (1,), latency.QUICK, tmp_path / "work", kind="teacher", queries=10,
+                              progress=False, real=real)
+    size = g["sizes"][0]
+    assert g["data"] == "teacher" and size["n"] == 250 and 0.0 <= size["hnsw"]["recall_at_10"] <= 1.0
+    assert size["gallery_mode"] in ("hnsw", "exact") and not size["index_cached"]
+    again = latency.bench_gallery((250,), dim, (1,), latency.QUICK, tmp_path / "work", kind="teacher", queries=10,
+                                  progress=False, real=real)
+    assert again["sizes"][0]["index_cached"]  # vectors and index are reused from the cache
+    with pytest.raises(SystemExit, match="needs a run with a trained teacher"):
+        latency.bench_gallery((250,), dim, (1,), latency.QUICK, tmp_path / "w2", kind="teacher", progress=False)

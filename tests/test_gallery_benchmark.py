@@ -39,3 +39,25 @@ def test_synthetic_generators_give_unit_vectors():
     rng = np.random.default_rng(0)
     for x in (clustered(500, 24, rng), CodebookMixtures(24, rng, size=64).draw(200, rng)):
         assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5) and x.dtype == np.float32
+
+
+def test_benchmark_on_a_checkpoints_own_tile_embeddings(tmp_path, tiny_cfg, tiny_world):
+    from core.checkpoint import save_checkpoint
+    from core.model import build_model
+
+    save_checkpoint(build_model(tiny_cfg), tiny_cfg, tmp_path / "ckpt")
+    out, cache = tmp_path / "teacher.json", tmp_path / "tiles"
+    args = ["--teacher", str(tmp_path / "ckpt"), "--world", str(tiny_world), "--n", "300", "--queries", "20",
+            "--efs", "16,512", "--m", "16", "--threads", "1", "--cache", str(cache), "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 300 and report["queries"] == 20 and report["dim"] == tiny_cfg.model.codebook.dim
+    assert "world-tile image embeddings" in report["data"]
+    run = report["runs"][0]
+    assert set(run["recall_by_query_kind"]) == {"text", "place"}
+    assert run["table"][-1]["recall"] == 1.0  # ef 512 over 300 items is an exhaustive search
+    assert "recall@10 text" in out.with_suffix(".md").read_text()
+    caches = sorted(p.name for p in cache.iterdir())
+    assert len(caches) == 21  # 7 regions x 3 zooms, each a resumable region cache
+    assert main(args) == 0  # the second run reads the caches
+    assert sorted(p.name for p in cache.iterdir()) == caches

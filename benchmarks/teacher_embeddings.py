@@ -1,0 +1,127 @@
+"""Real embeddings at gallery scale for the search benchmark: a trained checkpoint's own vectors, not synthetic ones.
+
+Items: the checkpoint's image embeddings of ``n`` world tiles, spread over several land regions and the three zooms
+(the same vectors the soundscape maps compute; made with ``core.maps.region.embed_region``, so they are cached on
+disk, resumable and refused when the checkpoint changes). Queries, as at run time, come from outside the items:
+half are text embeddings of the world's image captions ("what would you hear here"), half are image embeddings of
+places on a grid offset by half a cell (so never items themselves).
+
+Making 100,000 tiles takes about 15 minutes on 2 cores the first time; later runs read the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Land regions of the embedded world (its land cover is global MODIS): bbox "lon0,lat0,lon1,lat1".
+REGIONS: tuple[tuple[str, str], ...] = (
+    ("usa", "-125,24.5,-66.5,49.5"),
+    ("europe", "-10,36,30,60"),
+    ("south-america", "-80,-35,-35,5"),
+    ("africa", "-17,-30,45,30"),
+    ("east-asia", "100,20,145,45"),
+    ("australia", "113,-39,154,-11"),
+    ("india", "68,8,90,30"),
+)
+ZOOMS = (1, 3, 5)
+
+
+@dataclass(frozen=True)
+class TeacherData:
+    items: np.ndarray
+    queries: np.ndarray
+    query_kinds: np.ndarray  # "text" or "place" per query
+    description: str
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _region_cells(n: int) -> list[tuple[str, str, int, int]]:
+    """(name, bbox, zoom, cols) per region x zoom so that all grids hold about n tiles together."""
+    from core.maps.grid import BBox, make_grid
+
+    share = n / (len(REGIONS) * len(ZOOMS))
+    out = []
+    for name, text in REGIONS:
+        bbox = BBox.parse(text)
+        unit = make_grid(bbox, 100)  # rows/cols ratio of this box
+        ratio = unit.rows / unit.cols
+        cols = max(2, round((share / ratio) ** 0.5))
+        for zoom in ZOOMS:
+            out.append((name, text, zoom, cols))
+    return out
+
+
+def _offset_grid(grid):
+    """The same grid shifted by half a cell: places between the items' tile centres."""
+    from core.maps.grid import BBox, Grid
+
+    b = grid.bbox
+    dlon, dlat = (b.lon1 - b.lon0) / grid.cols, (b.lat1 - b.lat0) / grid.rows
+    shifted = BBox(b.lon0 + dlon / 2, b.lat0 + dlat / 2, b.lon1 + dlon / 2, b.lat1 + dlat / 2)
+    return Grid(shifted, grid.rows, grid.cols)
+
+
+def teacher_data(ckpt: Path, world: Path, n: int, q: int, seed: int, cache_root: Path,
+                 progress: bool = True) -> TeacherData:
+    from core.checkpoint import load_checkpoint
+    from core.maps.grid import BBox, make_grid
+    from core.maps.region import MetaOptions, embed_region
+    from core.world.shards import read_split
+
+    loaded = load_checkpoint(ckpt)
+    fp = loaded.fingerprint[:12]
+    meta = MetaOptions(latlon=True)
+    items, place_queries = [], []
+    rng = np.random.default_rng(seed)
+    cells = _region_cells(n)
+    per_cell_q = max(1, (q - q // 2) // len(cells) + 1)
+    for name, text, zoom, cols in cells:
+        grid = make_grid(BBox.parse(text), cols)
+        region = embed_region(loaded, grid, zoom, meta, cache_root / f"{fp}-{name}-z{zoom}-c{cols}", progress=progress)
+        items.append(region.embeddings)
+        # query places: a few cells of the half-cell-shifted grid, embedded directly (not worth a cache)
+        shifted = _offset_grid(grid)
+        pick = rng.choice(shifted.size, size=min(per_cell_q, shifted.size), replace=False)
+        place_queries.append(_embed_places(loaded, shifted.centres()[pick], zoom, meta))
+    items_arr = _unit(np.concatenate(items))
+    if len(items_arr) > n:
+        items_arr = items_arr[np.sort(rng.choice(len(items_arr), size=n, replace=False))]
+    places = _unit(np.concatenate(place_queries))
+    places = places[rng.choice(len(places), size=min(len(places), q - q // 2), replace=False)]
+
+    captions = read_split(Path(world), "test", columns=[f"llava_caption_bingmap_zl{z}" for z in ZOOMS]).to_pydict()
+    texts = sorted({c for col in captions.values() for c in col if c})
+    texts = [texts[i] for i in rng.choice(len(texts), size=min(len(texts), q // 2), replace=False)]
+    text_vecs = _unit(_embed_texts(loaded, texts))
+
+    queries = np.concatenate([text_vecs, places])
+    kinds = np.array(["text"] * len(text_vecs) + ["place"] * len(places))
+    desc = (f"real embeddings of checkpoint {fp}: {len(items_arr)} world-tile image embeddings over "
+            f"{len(REGIONS)} land regions x zooms {ZOOMS} as items; queries {len(text_vecs)} caption text embeddings "
+            f"(world test split) + {len(places)} image embeddings of places between the items' tile centres")
+    return TeacherData(items_arr, queries.astype(np.float32), kinds, desc)
+
+
+def _embed_places(loaded, centres: np.ndarray, zoom: int, meta) -> np.ndarray:
+    from core.maps.region import embed_views
+    from core.maps.tiles import WorldTiles, render_views
+
+    source = WorldTiles(loaded.cfg)
+    images, _ = render_views((loaded.cfg, source.seed, centres, zoom))
+    return embed_views(loaded, images, zoom, source.gsd, meta.tensors(centres))
+
+
+def _embed_texts(loaded, texts: list[str], batch: int = 64) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(texts), batch):
+            out.append(loaded.model.encode_text(texts[s:s + batch]).embedding.numpy())
+    return np.concatenate(out).astype(np.float32)
