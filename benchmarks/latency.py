@@ -561,7 +561,9 @@ def _gallery_vectors(kind: str, n: int, queries: int, dim: int, seed: int, cache
     if kind == "teacher":
         from benchmarks.teacher_embeddings import teacher_data
 
-        data = teacher_data(real[0], real[1], n, queries, seed, cache / "tiles")
+        # the tile embeddings live beside the gallery cache (runs/bench/cache/tiles by default), where
+        # `python -m benchmarks.gallery_search --teacher` keeps them too: either benchmark reuses the other's
+        data = teacher_data(real[0], real[1], n, queries, seed, cache.parent / "tiles")
         items, qs = data.items, data.queries
     else:
         items, qs, _ = make_data(kind, n, queries, dim, seed)

@@ -27,6 +27,8 @@ REGIONS: tuple[tuple[str, str], ...] = (
     ("india", "68,8,90,30"),
 )
 ZOOMS = (1, 3, 5)
+# where the few tiles come from that rounding the grids leaves short of n
+TOP_UP: tuple[str, str] = ("central-america", "-106,8,-77,23")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,13 @@ def _region_cells(n: int) -> list[tuple[str, str, int, int]]:
         cols = max(2, round((share / ratio) ** 0.5))
         for zoom in ZOOMS:
             out.append((name, text, zoom, cols))
+    total = sum(make_grid(BBox.parse(text), cols).size for _, text, _, cols in out)
+    if total < n:  # grids round to whole rows: top up with one more grid so that there are at least n tiles
+        name, text = TOP_UP
+        cols = 2
+        while make_grid(BBox.parse(text), cols).size < n - total:
+            cols += 1
+        out.append((name, text, ZOOMS[1], cols))
     return out
 
 
@@ -103,8 +112,9 @@ def teacher_data(ckpt: Path, world: Path, n: int, q: int, seed: int, cache_root:
     queries = np.concatenate([text_vecs, places])
     kinds = np.array(["text"] * len(text_vecs) + ["place"] * len(places))
     desc = (f"real embeddings of checkpoint {fp}: {len(items_arr)} world-tile image embeddings over "
-            f"{len(REGIONS)} land regions x zooms {ZOOMS} as items; queries {len(text_vecs)} caption text embeddings "
-            f"(world test split) + {len(places)} image embeddings of places between the items' tile centres")
+            f"{len({c[0] for c in cells})} land regions x zooms {ZOOMS} as items; queries {len(text_vecs)} caption "
+            f"text embeddings (world test split) + {len(places)} image embeddings of places between the items' "
+            "tile centres")
     return TeacherData(items_arr, queries.astype(np.float32), kinds, desc)
 
 

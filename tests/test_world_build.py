@@ -18,7 +18,7 @@ from core.errors import ConfigError, DataError
 from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS
 from core.world.build import build_world, make_sample, world_is_complete
 from core.world.locations import cell_of
-from core.world.oracle import oracle_r10, oracle_scores
+from core.world.oracle import caption_oracle_r10, caption_sources, oracle_r10, oracle_scores
 from core.world.shards import read_split, read_world_json, shard_paths
 from core.world.sounds import SOURCES
 from core.world.tiles import FINE_CLASSES
@@ -172,3 +172,20 @@ def test_contact_sheet_and_cli(tiny_world, tmp_path):
     assert main(["data", "oracle", str(tmp_path / "nowhere")]) == 2
     assert main(["data", "build", "--preset", "tiny", "--out", str(tmp_path / "w"), "--n-samples", "0"]) == 2
     assert json.loads((tiny_world / "world.json").read_text())["kind"] == "sat2sound-world"
+
+
+def test_caption_sources_are_read_back_from_generated_captions(tiny_world):
+    assert caption_sources("we can expect to hear car horns honking and birds chirping.") == ["birdsong", "horns"]
+    assert caption_sources("") == [] and caption_sources("nothing to hear") == []
+    from core.world.shards import read_split
+
+    cols = read_split(tiny_world, "train", columns=["llava_caption_bingmap_zl5", "gt_plausible_zl5"]).to_pydict()
+    inside = []
+    for caption, plausible in zip(cols["llava_caption_bingmap_zl5"], cols["gt_plausible_zl5"]):
+        named = caption_sources(caption)
+        assert named, caption  # every generated caption names at least one source the parser recognises
+        inside.append(len(set(named) & set(plausible)) / len(named))
+    # captions list sources above a lower weight than gt_plausible's, so most (not all) named ones are plausible
+    assert np.mean(inside) > 0.7
+    report = caption_oracle_r10(tiny_world, split="train")
+    assert set(report) == {1, 3, 5} and all(0.0 < r["r10"] <= 1.0 for r in report.values())

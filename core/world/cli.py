@@ -1,4 +1,4 @@
-"""``sat2sound data``: build the embedded world, draw its contact sheet, measure its oracle ceiling.
+"""``sat2sound data``: build the embedded world, draw its contact sheet, measure its oracle reference.
 
     sat2sound data build --preset default --out DIR [--seed S] [--n-samples N] [--workers W]
     sat2sound data sheet DIR --out PNG [--n 24] [--split test]
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--out", required=True, type=Path, help="PNG file to write")
     s.add_argument("--n", type=int, default=24, help="number of samples on the sheet (default: 24)")
     s.add_argument("--split", default=None, help="only this split (default: all)")
-    o = sub.add_parser("oracle", help="oracle image<->audio retrieval that knows the true sources")
+    o = sub.add_parser("oracle", help="oracle image<->audio and image->caption retrieval that knows the true sources")
     o.add_argument("dataset", type=Path)
     o.add_argument("--split", default="test")
     o.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"contact sheet {path} (clips in {path.parent / (path.stem + '_clips')})")
         return 0
     if args.data_command == "oracle":
-        from core.world.oracle import oracle_r10
+        from core.world.oracle import caption_oracle_r10, oracle_r10
 
         report = oracle_r10(args.dataset, split=args.split)
+        report["image_to_caption"] = caption_oracle_r10(args.dataset, split=args.split)
         if args.json:
             print(json.dumps(report, indent=1))
         else:
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"oracle on {report['split']} (N={report['n']}): image->audio R@10% {i2a['r10']:.3f} "
                   f"(median rank {i2a['median_rank']:.0f}), audio->image R@10% {a2i['r10']:.3f} "
                   f"(median rank {a2i['median_rank']:.0f}); chance 0.100")
+            caps = ", ".join(f"zoom {z} {r['r10']:.3f}" for z, r in report["image_to_caption"].items())
+            print(f"image->caption R@10% (the sources each caption names vs each place's plausible ones): {caps}")
         return 0
     if args.data_command == "check":
         from core.config import get_preset
