@@ -123,12 +123,16 @@ def test_map_command_writes_png_scores_and_summary(ckpt, tmp_path, tiny_world):
     code = main(["map", "--ckpt", str(ckpt), "--bbox", "-95,40,-93,41", "--cols", "4", "--query",
                  "sounds of farm machinery", "--out", str(out), "--workers", "0", "--no-progress"])
     assert code == 0
-    png = out / "map-sounds-of-farm-machinery-z1.png"
+    png = out / "map-sounds-of-farm-machinery-z1-95-40-93-41.png"
     assert png.stat().st_size > 10_000
-    z = np.load(out / "map-sounds-of-farm-machinery-z1.npz")
+    z = np.load(out / "map-sounds-of-farm-machinery-z1-95-40-93-41.npz")
     assert z["scores"].shape == (len(z["lats"]), len(z["lons"]))
     summary = json.loads(next(out.glob("summary-*.json")).read_text())
     assert summary["queries"][0]["sources"] == ["tractor"]
+    # a second region mapped into the same folder keeps the first one's files
+    assert main(["map", "--ckpt", str(ckpt), "--bbox", "-94,40,-93,41", "--cols", "2", "--query",
+                 "sounds of farm machinery", "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+    assert png.is_file() and len(list(out.glob("map-*.png"))) == 2 and len(list(out.glob("summary-*.json"))) == 2
     assert main(["map", "--ckpt", str(ckpt), "--bbox", "-95,40,-93,41", "--query", " ", "--out", str(out)]) == 2
     assert main(["map", "--ckpt", str(ckpt), "--bbox", "-93,40,-95,41", "--query", "x", "--out", str(out)]) == 2
     shutil.rmtree(out)

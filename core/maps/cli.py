@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         t1 = time.perf_counter()
         scores = score_map(region.embeddings, vec, grid.rows, grid.cols)
         query_ms = (time.perf_counter() - t1) * 1000
-        base = out / f"map-{slug(label)}-z{args.zoom}"
+        base = out / f"map-{slug(label)}-z{args.zoom}-{slug(bbox.as_text())}"  # regions share an --out folder
         np.savez(base.with_suffix(".npz"), scores=scores, lats=grid.lats, lons=grid.lons,
                  bbox=np.array([bbox.lon0, bbox.lat0, bbox.lon1, bbox.lat1]), query=label)
         named = sources_in_text(label) if label in args.query else []
