@@ -79,6 +79,27 @@ def _maps(run: Path) -> tuple[str | None, list]:
     return "\n".join(head + rows) + "\n\n" + pics, out
 
 
+def _export_table(manifest: dict) -> str:
+    """Every exported file with its size and parity against PyTorch, then the retrieval check of the exports."""
+    sizes = {f.get("path"): f.get("bytes") for f in manifest.get("files", [])}
+    parity = manifest.get("parity") or {}
+    rows = ["| file | MB | min cosine | mean cosine | gate | passed |", "|---|---:|---:|---:|---|---|"]
+    for f in parity.get("files", []):
+        if not f.get("ran"):
+            rows.append(f"| {f['file']} | {(sizes.get(f['file']) or 0) / 1e6:.2f} | - | - | not run here "
+                        f"({f.get('note') or f.get('reason') or 'needs another platform'}) | - |")
+            continue
+        rows.append(f"| {f['file']} | {(sizes.get(f['file']) or 0) / 1e6:.2f} | {f['min_cosine']:.5f} | "
+                    f"{f['mean_cosine']:.5f} | {f['gate']} >= {f['threshold']} | {'yes' if f['passed'] else 'NO'} |")
+    ret = parity.get("retrieval") or {}
+    if ret.get("files"):
+        rows += ["", f"I2A R@10% on the {ret.get('split')} split (N={ret.get('n')}, zoom {ret.get('zoom')}): PyTorch "
+                 f"{ret.get('pytorch_i2a_r10', float('nan')):.3f}; " +
+                 ", ".join(f"{k} {v['i2a_r10']:.3f}" for k, v in ret["files"].items()) +
+                 " (each within the gate of its drop)."]
+    return "\n".join(rows)
+
+
 def write_report(run: str | Path) -> Path:
     run = Path(run)
     parts: list[str] = [f"# Sat2Sound Edge run report: `{run}`", ""]
@@ -107,8 +128,7 @@ def write_report(run: str | Path) -> Path:
     export = _json(run / "export" / "manifest.json")
     if export:
         data["export"] = {"parity": export.get("parity"), "files": len(export.get("files", []))}
-    parts += _section("Export", f"```json\n{json.dumps(export.get('parity'), indent=1)[:4000]}\n```"
-                      if export else None, "run `export`")
+    parts += _section("Export", _export_table(export) if export else None, "run `export`")
     parts += _section("Gallery", _text(run / "gallery" / "build_report.md"), "run `gallery`")
     bundle = _json(run / "bundle" / "manifest.json")
     parts += _section("Bundle", f"{len(bundle.get('files', {}))} files, verified by `sat2sound bundle --verify`"
