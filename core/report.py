@@ -100,6 +100,22 @@ def _export_table(manifest: dict) -> str:
     return "\n".join(rows)
 
 
+def _gallery_text(index: dict | None) -> str | None:
+    """The gallery's size and the HNSW search it chose at build time (gallery/index.json)."""
+    if not index or "count" not in index:
+        return None
+    params = index.get("params", {})
+    lines = [f"{index['count']} items, {index.get('dim')}-d, model `{str(index.get('fingerprint'))[:12]}`; HNSW M "
+             f"{params.get('M')}, ef_construction {params.get('ef_construction')}, target recall@10 "
+             f"{params.get('target_recall')}.", "", "| index | mode | ef | recall@10 | top-1 | p50 ms |",
+             "|---|---|---:|---:|---:|---:|"]
+    for kind, measured in (index.get("measured") or {}).items():
+        c = measured.get("chosen", {})
+        lines.append(f"| {kind} | {params.get('mode', {}).get(kind)} | {c.get('ef')} | {c.get('recall', 0):.3f} | "
+                     f"{c.get('top1', 0):.3f} | {c.get('p50_ms', 0):.3f} |")
+    return "\n".join(lines)
+
+
 def write_report(run: str | Path) -> Path:
     run = Path(run)
     parts: list[str] = [f"# Sat2Sound Edge run report: `{run}`", ""]
@@ -129,7 +145,7 @@ def write_report(run: str | Path) -> Path:
     if export:
         data["export"] = {"parity": export.get("parity"), "files": len(export.get("files", []))}
     parts += _section("Export", _export_table(export) if export else None, "run `export`")
-    parts += _section("Gallery", _text(run / "gallery" / "build_report.md"), "run `gallery`")
+    parts += _section("Gallery", _gallery_text(_json(run / "gallery" / "index.json")), "run `gallery`")
     bundle = _json(run / "bundle" / "manifest.json")
     parts += _section("Bundle", f"{len(bundle.get('files', {}))} files, verified by `sat2sound bundle --verify`"
                       if bundle else None, "run `bundle`")

@@ -38,7 +38,14 @@ def test_report_tables_what_the_stages_wrote(tmp_path):
          "query_ms": 0.5}]}
     (tmp_path / "maps" / "summary-z1-95-40-93-41.json").write_text(json.dumps(summary))
     (tmp_path / "pipeline.json").write_text(json.dumps({"stages": {"teacher": {"exit": 0, "seconds": 12.5}}}))
+    (tmp_path / "gallery").mkdir()
+    index = {"count": 1774, "dim": 192, "fingerprint": "5600" * 16,
+             "params": {"M": 32, "ef_construction": 400, "mode": {"caption": "hnsw"}, "target_recall": 0.99},
+             "measured": {"caption": {"chosen": {"ef": 96, "recall": 0.996, "top1": 1.0, "p50_ms": 0.048}}}}
+    (tmp_path / "gallery" / "index.json").write_text(json.dumps(index))
     text = write_report(tmp_path).read_text()
+    assert "1774 items, 192-d, model `560056005600`" in text
+    assert "| caption | hnsw | 96 | 0.996 | 1.000 | 0.048 |" in text
     assert "| onnx/image.int8.onnx | 0.96 | 0.99988 | 0.99990 | mean_cosine >= 0.99 | yes |" in text
     assert "| coreml/image.int8.mlpackage | 1.28 | - | - | not run here (Core ML predicts on macOS only) | - |" in text
     assert "PyTorch 0.545; onnx.int8 0.547" in text
