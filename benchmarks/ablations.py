@@ -1,6 +1,6 @@
 """The paper's two ablations on the same data and budget: codebook vs global pooling, with vs without metadata.
 
-    python -m benchmarks.ablations [--run runs/demo] [--preset default] [--epochs 4]
+    python -m benchmarks.ablations [--run runs/demo] [--preset default] [--epochs 10]
 
 The reference is the pipeline's teacher (codebook head, metadata fusion) in RUN/teacher. The variants are trained
 with the same preset, data, seed and learning-rate schedule into RUN/ablation-global (global pooling, GeoCLAP/PSM
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default="runs/demo")
     p.add_argument("--preset", default="default")
-    p.add_argument("--epochs", type=int, default=4, help="the budget every variant gets (epochs)")
+    p.add_argument("--epochs", type=int, default=10, help="the budget every variant gets (epochs; 10 = the default "
+                   "preset's first cosine cycle)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default=None, help="decoded-feature cache (default RUN/cache/features)")
     p.add_argument("--only", default=None, help="comma-separated variants to train (default: all)")
