@@ -155,6 +155,26 @@ def run_one(items: np.ndarray, queries: np.ndarray, *, m: int, ef_construction: 
             "recall_by_query_kind": by_kind}
 
 
+def run_ivf(items: np.ndarray, queries: np.ndarray, *, n_lists: int | None, k: int = 10,
+            kinds: np.ndarray | None = None) -> dict:
+    """The numpy IVF candidate (gallery/ivf.py): build time, recall and latency per nprobe, the cheapest good one."""
+    from gallery.ivf import NPROBE_LADDER, build_ivf, measure_nprobe
+
+    t0 = time.perf_counter()
+    index = build_ivf(items, n_lists)
+    build_s = time.perf_counter() - t0
+    table = measure_nprobe(index, items, queries, k=k, ladder=NPROBE_LADDER)
+    ok = [r for r in table if r["recall"] >= TARGET_RECALL]
+    chosen = min(ok, key=lambda r: r["nprobe"]) if ok else max(table, key=lambda r: (r["recall"], -r["nprobe"]))
+    by_kind = {}
+    if kinds is not None:
+        for kind in sorted(set(kinds.tolist())):
+            rows = measure_nprobe(index, items, queries[kinds == kind], k=k, ladder=[r["nprobe"] for r in table])
+            by_kind[kind] = {row["nprobe"]: row["recall"] for row in rows}
+    return {"n_lists": index.n_lists, "build_s": build_s, "table": table, "chosen": chosen,
+            "recall_by_query_kind": by_kind}
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Gallery search benchmark ({report['n']} items x {report['dim']}-d, {report['queries']} queries)", "",
              f"Data: {report['data']}.",
@@ -184,6 +204,22 @@ def markdown(report: dict) -> str:
         ok = c["recall"] >= TARGET_RECALL
         lines += ["", f"Chosen ef {c['ef']} (cheapest with recall@10 >= {TARGET_RECALL}): recall {c['recall']:.4f}, "
                   f"p50 {c['p50_ms']:.3f} ms" + ("" if ok else " - TARGET NOT REACHED"), ""]
+    ivf = report.get("ivf")
+    if ivf:
+        kinds = {k: {int(n): r for n, r in v.items()} for k, v in ivf.get("recall_by_query_kind", {}).items()}
+        lines += [f"## IVF (numpy, gallery/ivf.py): {ivf['n_lists']} lists", "",
+                  f"Build (spherical k-means, 8 iterations) {ivf['build_s']:.1f} s.", "",
+                  "| nprobe | recall@10 | top-1 | p50 ms | p90 ms |" + "".join(f" recall@10 {k} |" for k in kinds),
+                  "|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
+        for row in ivf["table"]:
+            mark = " **" if row["nprobe"] == ivf["chosen"]["nprobe"] else ""
+            extra = "".join(f" {kinds[k][row['nprobe']]:.4f} |" for k in kinds)
+            lines.append(f"| {row['nprobe']}{mark} | {row['recall']:.4f} | {row['top1']:.3f} | {row['p50_ms']:.3f} | "
+                         f"{row['p90_ms']:.3f} |{extra}")
+        c = ivf["chosen"]
+        ok = c["recall"] >= TARGET_RECALL
+        lines += ["", f"Chosen nprobe {c['nprobe']} (cheapest with recall@10 >= {TARGET_RECALL}): recall "
+                  f"{c['recall']:.4f}, p50 {c['p50_ms']:.3f} ms" + ("" if ok else " - TARGET NOT REACHED"), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     p.add_argument("--efs", default=",".join(map(str, EF_LADDER)), help="search ef values, comma-separated")
     p.add_argument("--threads", type=int, default=2, help="index build threads")
+    p.add_argument("--ivf", action="store_true", help="also measure the numpy IVF index (gallery/ivf.py)")
+    p.add_argument("--ivf-lists", type=int, default=None, help="IVF lists (default about 1.6 sqrt(n))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/bench/gallery_search.json"))
     args = p.parse_args(argv)
@@ -234,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         c = run["chosen"]
         print(f"M={m}: build {run['build_s']:.1f}s; chosen ef {c['ef']} recall {c['recall']:.4f} "
               f"p50 {c['p50_ms']:.3f} ms", flush=True)
+    if args.ivf:
+        report["ivf"] = run_ivf(items, queries, n_lists=args.ivf_lists, kinds=kinds)
+        c = report["ivf"]["chosen"]
+        print(f"IVF {report['ivf']['n_lists']} lists: build {report['ivf']['build_s']:.1f}s; chosen nprobe "
+              f"{c['nprobe']} recall {c['recall']:.4f} p50 {c['p50_ms']:.3f} ms", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     args.out.with_suffix(".md").write_text(markdown(report))
