@@ -189,8 +189,8 @@ def _info(args: argparse.Namespace) -> int:
               f"renderer {meta.get('renderer')}")
         params = gallery.index_info.get("params", {})
         print(f"HNSW M={params.get('M')} ef_construction={params.get('ef_construction')} ef={params.get('ef')} "
-              f"search mode={params.get('mode')} "
-              f"(target recall@10 {params.get('target_recall')})")
+              f"search mode={params.get('mode')} " + (f"IVF nprobe={params['nprobe']} " if params.get("nprobe") else "")
+              + f"(target recall@10 {params.get('target_recall')})")
         for key in ("created", "updated", "checkpoint", "caption_source", "preset"):
             if key in meta:
                 print(f"{key}: {meta[key]}")

@@ -5,8 +5,9 @@ are cross-modal (an image or a text looking for captions or places). On 100,000 
 out near recall@10 0.97 at ef 1024, while probing 32 of 512 lists here scores every item in the lists that matter
 and reached 0.996 at about 0.7 ms a query (``python -m benchmarks.gallery_search --teacher ... --ivf``).
 
-Device-safe: numpy only. Not yet a gallery search mode (the gallery stores HNSW graphs or searches exactly); this
-module is the measured candidate for that.
+Device-safe: numpy only. The gallery builder falls back to it (search mode "ivf") for an embedding kind whose HNSW
+graph cannot reach the target recall, when it does and is faster than exact search; the lists are saved as
+``{kind}.ivf.npz`` (centroids and list order; the vectors themselves stay in the db).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -124,3 +126,25 @@ def measure_nprobe(index: IVFIndex, vectors: np.ndarray, queries: np.ndarray, *,
                       "top1": float(np.mean(found_scores[:, 0] >= truth[:, 0] - 1e-4)),
                       "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90))})
     return table
+
+
+def save_ivf(index: IVFIndex, path: Path) -> None:
+    """Centroids and list layout only (the vectors are the gallery's own); plain arrays, no pickle."""
+    with open(path, "wb") as f:
+        np.savez(f, centroids=index.centroids, order=index.order, starts=index.starts)
+
+
+def load_ivf(path: Path, vectors: np.ndarray) -> IVFIndex:
+    """Rebuild an index from its saved layout and the gallery's (N, d) vectors in label order, checking they fit."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            centroids, order, starts = z["centroids"], z["order"].astype(np.int64), z["starts"].astype(np.int64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise GalleryError(f"IVF lists {path} do not load: {exc}") from None
+    n = len(vectors)
+    ok = (centroids.ndim == 2 and centroids.shape[1] == vectors.shape[1] and len(order) == n
+          and len(starts) == len(centroids) + 1 and starts[0] == 0 and starts[-1] == n
+          and np.array_equal(np.sort(order), np.arange(n)))
+    if not ok:
+        raise GalleryError(f"IVF lists {path} do not fit this gallery's {n} vectors of width {vectors.shape[1]}")
+    return IVFIndex(centroids.astype(np.float32), order, starts, np.ascontiguousarray(vectors[order]))

@@ -21,6 +21,11 @@ KINDS: tuple[str, ...] = ("caption", "audio")
 CLIP_FORMATS: tuple[str, ...] = ("ogg", "flac", "wav")
 
 
+def ivf_file_name(kind: str) -> str:
+    """File name of the IVF lists (gallery/ivf.py) of one embedding kind, when its search mode is "ivf"."""
+    return f"{kind}.ivf.npz"
+
+
 def index_file_name(kind: str) -> str:
     """File name of the HNSW index for one embedding kind."""
     return f"{kind}.hnsw"

@@ -24,7 +24,7 @@ import numpy as np
 from gallery import index as vindex
 from gallery.clips import decode_clip, sniff_format
 from gallery.errors import GalleryError
-from gallery.layout import DB_NAME, DEFAULT_EF, INDEX_JSON, KINDS, SCHEMA_VERSION, index_file_name
+from gallery.layout import DB_NAME, DEFAULT_EF, INDEX_JSON, KINDS, SCHEMA_VERSION, index_file_name, ivf_file_name
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _UNFINISHED = "the build did not finish (interrupted?): rerun `sat2sound gallery build` with the same --out"
@@ -102,9 +102,14 @@ class Gallery:
         self.meta = meta
         self.index_info = index_info
         self.exact = exact or not vindex.have_hnswlib()
-        # kinds whose HNSW graph could not reach the target recall at build time are always searched exactly
+        # kinds whose HNSW graph could not reach the target recall at build time are searched by their IVF lists
+        # (numpy only, so also without hnswlib) or exactly, as recorded at build time
         modes = index_info.get("params", {}).get("mode", {})
-        self.exact_kinds = {kind for kind in KINDS if self.exact or modes.get(kind) == "exact"}
+        self.ivf_kinds = {kind for kind in KINDS if not exact and modes.get(kind) == "ivf"}
+        self.exact_kinds = {kind for kind in KINDS
+                            if kind not in self.ivf_kinds and (self.exact or modes.get(kind) == "exact")}
+        self.nprobe = {kind: int(n) for kind, n in index_info.get("params", {}).get("nprobe", {}).items()}
+        self._ivf: dict[str, Any] = {}
         self.ef = ef
         self._indexes: dict[str, Any] = {}
         self._lock = threading.RLock()  # the app searches from a worker thread while the UI thread fetches clips
@@ -157,6 +162,7 @@ class Gallery:
 
     def close(self) -> None:
         self._indexes.clear()
+        self._ivf.clear()
         self._matrices.clear()
         self._conn.close()
 
@@ -203,9 +209,16 @@ class Gallery:
         if len(self) == 0:
             return [[] for _ in range(len(q))]
         use_exact = kind in self.exact_kinds if exact is None else (exact or not vindex.have_hnswlib())
+        use_ivf = exact is None and kind in self.ivf_kinds
         try:
             with self._lock:
-                if use_exact:
+                if use_ivf:
+                    from gallery.ivf import ivf_topk
+
+                    matrix, labels = self.vectors(kind)
+                    rows, scores = ivf_topk(self._ivf_index(kind), q, k, self.nprobe.get(kind, 32))
+                    found = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)
+                elif use_exact:
                     matrix, labels = self.vectors(kind)
                     rows, scores = vindex.exact_topk(matrix, q, k)
                     found = labels[rows]
@@ -214,6 +227,13 @@ class Gallery:
                 return [self._hits(f, s) for f, s in zip(found, scores)]
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.root / DB_NAME} is damaged ({exc}); rebuild the gallery") from None
+
+    def _ivf_index(self, kind: str):
+        if kind not in self._ivf:
+            from gallery.ivf import load_ivf
+
+            self._ivf[kind] = load_ivf(self.root / ivf_file_name(kind), self._vectors(kind)[0])
+        return self._ivf[kind]
 
     def _index(self, kind: str):
         if kind not in self._indexes:
@@ -368,10 +388,13 @@ def _check_index_json(root: Path, meta: dict[str, Any], counts: dict[str, int]) 
             raise GalleryError(f"index {path} does not match {db}: {key} is {info.get(key)!r} in the index and "
                                f"{want!r} in the db; rebuild the gallery index (rerun the build)")
     recorded = meta.get("index_sha256", {})
+    entries = dict(info.get("files", {}))
     for kind in KINDS:
-        entry = info.get("files", {}).get(kind)
-        if entry is None:
+        if kind not in entries:
             raise GalleryError(f"index {path} lists no {kind} index")
+        if info.get("params", {}).get("mode", {}).get(kind) == "ivf" and f"{kind}.ivf" not in entries:
+            raise GalleryError(f"index {path} searches {kind} by IVF lists but lists no {ivf_file_name(kind)}")
+    for kind, entry in entries.items():
         file = root / entry["file"]
         if not file.is_file():
             raise GalleryError(f"index file {file} is missing")

@@ -41,6 +41,7 @@ from gallery.layout import (
     SCHEMA_VERSION,
     TARGET_RECALL,
     index_file_name,
+    ivf_file_name,
 )
 from gallery.query import check_db_file
 
@@ -210,13 +211,36 @@ class GalleryWriter:
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
         return matrix, labels
 
+    def _try_ivf(self, kind: str, matrix: np.ndarray, queries: np.ndarray, files: dict[str, Any],
+                 measured: dict[str, Any], seed: int) -> dict[str, Any] | None:
+        """Build, tune and save IVF lists for ``kind``; the cheapest nprobe reaching the target, or None."""
+        from gallery.ivf import NPROBE_LADDER, build_ivf, measure_nprobe, save_ivf
+
+        index = build_ivf(matrix, seed=seed)
+        table = measure_nprobe(index, matrix, queries, k=min(10, len(matrix)), ladder=NPROBE_LADDER)
+        ok = [row for row in table if row["recall"] >= TARGET_RECALL]
+        measured["ivf"] = {"n_lists": index.n_lists, "table": table,
+                           "chosen": min(ok, key=lambda r: r["nprobe"]) if ok else None}
+        if not ok:
+            return None
+        final = self.root / ivf_file_name(kind)
+        tmp = final.with_name(final.name + ".tmp")
+        save_ivf(index, tmp)
+        os.replace(tmp, final)
+        files[f"{kind}.ivf"] = {"file": final.name, "sha256": vindex.sha256_file(final), "bytes": final.stat().st_size}
+        return measured["ivf"]["chosen"]
+
     def finish(self, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION, threads: int = 1,
-               tune_queries: int = 300, seed: int = 0) -> dict[str, Any]:
+               tune_queries: int = 300, seed: int = 0, try_hnsw: bool = True,
+               must_beat_exact: bool = True) -> dict[str, Any]:
         """Build, tune and save the HNSW indexes, record them in meta and index.json, and close the WAL.
 
         ef is chosen by measurement on this gallery: queries are the other kind's vectors (audio embeddings query the
         caption index, as places and sounds do at run time), recall@10 against exact search for each ef of
-        EF_LADDER, the cheapest reaching TARGET_RECALL wins; when none does, the kind's search mode is "exact".
+        EF_LADDER, the cheapest reaching TARGET_RECALL wins. When none does, an IVF index (gallery/ivf.py) is built
+        and tuned the same way over its nprobe ladder: search mode "ivf" when it reaches the target, else "exact".
+        Either index must also beat exact search's latency (``must_beat_exact``; tests switch it off, and
+        ``try_hnsw=False`` skips straight to IVF, to exercise that path on small galleries).
         """
         count = self.count()
         matrices = {kind: self.vectors(kind) for kind in KINDS}
@@ -225,7 +249,7 @@ class GalleryWriter:
                 raise GalleryError(f"{self.root / DB_NAME} has {len(labels)} {kind} vectors for {count} items or "
                                    "gaps in its labels; delete it and rebuild")
         rng = np.random.default_rng(seed)
-        files, params_ef, measured, modes = {}, {}, {}, {}
+        files, params_ef, measured, modes, nprobes = {}, {}, {}, {}, {}
         for kind in KINDS:
             matrix, labels = matrices[kind]
             other = matrices["audio" if kind == "caption" else "caption"][0]
@@ -239,18 +263,29 @@ class GalleryWriter:
             else:
                 table, best = [], {"ef": EF_LADDER[0], "recall": 1.0}
             params_ef[kind] = best["ef"]
-            # exact search when the graph cannot reach the target recall, or when it is no faster (small galleries:
+            # exact search when no index reaches the target recall, or when it is no faster (small galleries:
             # a few thousand vectors are one 0.1-0.2 ms matrix product, recall 1 for free)
-            slow = exact_ms is not None and exact_ms <= best.get("p50_ms", float("inf"))
-            modes[kind] = "exact" if best["recall"] < TARGET_RECALL or slow else "hnsw"
+
+            def beats_exact(row: dict, exact_ms: float | None = exact_ms) -> bool:
+                return not must_beat_exact or exact_ms is None or row.get("p50_ms", float("inf")) < exact_ms
+
+            modes[kind] = "hnsw" if try_hnsw and best["recall"] >= TARGET_RECALL and beats_exact(best) else "exact"
             measured[kind] = {"chosen": best, "table": table, "exact_p50_ms": exact_ms,
                               "queries": "other-kind vectors of this gallery"}
+            if modes[kind] == "exact" and count >= 2:
+                ivf_best = self._try_ivf(kind, matrix, other[pick], files, measured[kind], seed)
+                if ivf_best is not None and beats_exact(ivf_best):
+                    modes[kind], nprobes[kind] = "ivf", ivf_best["nprobe"]
             final = self.root / index_file_name(kind)
             tmp = final.with_name(final.name + ".tmp")
             index.save_index(str(tmp))
             os.replace(tmp, final)
             files[kind] = {"file": final.name, "sha256": vindex.sha256_file(final), "bytes": final.stat().st_size}
-        params = {"M": m, "ef_construction": ef_construction, "ef": params_ef, "mode": modes,
+        for kind in KINDS:  # IVF lists of kinds that did not end up searching by them are not kept
+            if modes[kind] != "ivf":
+                files.pop(f"{kind}.ivf", None)
+                (self.root / ivf_file_name(kind)).unlink(missing_ok=True)
+        params = {"M": m, "ef_construction": ef_construction, "ef": params_ef, "mode": modes, "nprobe": nprobes,
                   "target_recall": TARGET_RECALL}
         self.set_meta({"count": count, "updated": _now(), "hnsw": params,
                        "index_sha256": {k: v["sha256"] for k, v in files.items()}})

@@ -63,3 +63,63 @@ def test_benchmark_measures_ivf_beside_hnsw(tmp_path):
     assert [r["nprobe"] for r in ivf["table"]] == [4, 8, 16, 24, 32, 48]  # the ladder up to the list count
     assert ivf["table"][-1]["recall"] >= ivf["table"][0]["recall"]
     assert "## IVF (numpy, gallery/ivf.py)" in out.with_suffix(".md").read_text()
+
+
+def _ivf_gallery(root, n=120, dim=16):
+    from test_gallery_helpers import SR, make_rows
+
+    from gallery.store import GalleryWriter
+
+    rows = make_rows(n, dim, seed=4)
+    with GalleryWriter.open(root, fingerprint="b" * 64, dim=dim, clip_format="ogg", sample_rate=SR) as w:
+        w.add_batch(rows)
+        info = w.finish(try_hnsw=False, must_beat_exact=False)  # small galleries would never pick IVF by speed
+    return rows, info
+
+
+def test_gallery_searches_by_ivf_lists_when_recorded(tmp_path):
+    from gallery.query import Gallery
+
+    _, info = _ivf_gallery(tmp_path / "g")
+    assert info["params"]["mode"] == {"caption": "ivf", "audio": "ivf"}
+    assert set(info["files"]) == {"caption", "audio", "caption.ivf", "audio.ivf"}
+    assert info["measured"]["caption"]["ivf"]["chosen"]["recall"] >= 0.99
+    assert (tmp_path / "g" / "caption.ivf.npz").is_file()
+    with Gallery.open(tmp_path / "g") as g:
+        assert g.ivf_kinds == {"caption", "audio"} and not g.exact_kinds
+        matrix, labels = g.vectors("audio")
+        for q in g.vectors("caption")[0][:20]:
+            got = g.search(q, k=3, kind="audio")
+            best = exact_topk(matrix, q[None, :], 1)[1][0, 0]
+            assert got[0].score == pytest.approx(float(best), abs=1e-5)
+            assert [h.label for h in got] == [h.label for h in g.search(q, k=3, kind="audio", exact=True)]
+    with Gallery.open(tmp_path / "g", exact=True) as g:  # exact=True still overrides every index
+        assert not g.ivf_kinds and g.exact_kinds == {"caption", "audio"}
+
+
+def test_damaged_or_missing_ivf_lists_are_refused(tmp_path):
+    from gallery.query import Gallery
+
+    _ivf_gallery(tmp_path / "g")
+    lists = tmp_path / "g" / "audio.ivf.npz"
+    data = bytearray(lists.read_bytes())
+    data[-10] ^= 0xFF
+    lists.write_bytes(bytes(data))
+    with pytest.raises(GalleryError, match="audio.ivf.npz does not match its gallery"):
+        Gallery.open(tmp_path / "g")
+    lists.unlink()
+    with pytest.raises(GalleryError, match="audio.ivf.npz is missing"):
+        Gallery.open(tmp_path / "g")
+
+
+def test_ivf_lists_that_do_not_fit_are_refused(tmp_path, data):
+    from gallery.ivf import load_ivf, save_ivf
+
+    items, _ = data
+    save_ivf(build_ivf(items[:100], 5), tmp_path / "x.ivf.npz")
+    assert len(load_ivf(tmp_path / "x.ivf.npz", items[:100])) == 100
+    with pytest.raises(GalleryError, match="do not fit this gallery's 99 vectors"):
+        load_ivf(tmp_path / "x.ivf.npz", items[:99])
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(GalleryError, match="do not load"):
+        load_ivf(tmp_path / "bad.npz", items[:100])
