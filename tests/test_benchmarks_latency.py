@@ -266,3 +266,18 @@ def test_gallery_section_on_the_run_teachers_own_embeddings(tmp_path, tiny_cfg, 
     assert again["sizes"][0]["index_cached"]  # vectors and index are reused from the cache
     with pytest.raises(SystemExit, match="needs a run with a trained teacher"):
         latency.bench_gallery((250,), dim, (1,), latency.QUICK, tmp_path / "w2", kind="teacher", progress=False)
+
+
+def test_gallery_section_tries_ivf_where_hnsw_misses(tmp_path, monkeypatch):
+    import gallery.layout
+
+    monkeypatch.setattr(gallery.layout, "TARGET_RECALL", 1.01)  # nothing can reach it: both fallbacks are exercised
+    g = latency.bench_gallery((400,), 16, (1,), latency.QUICK, tmp_path / "work", kind="clustered", queries=10,
+                              progress=False)
+    size = g["sizes"][0]
+    assert size["gallery_mode"] == "exact" and size["ivf"]["n_lists"] == 32 and size["ivf"]["table"]
+    assert 0.0 <= size["ivf"]["recall_at_10"] <= 1.0
+    result = {"preset": "tiny", "quick": True, "budget": latency.QUICK.__dict__, "notes": [], "gallery": g,
+              "machine": latency.machine_info((1,))}
+    text = latency.markdown(result)
+    assert "the gallery builder tries IVF lists" in text and "| 400 | 32 |" in text
