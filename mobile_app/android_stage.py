@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEVICE_MODULES: tuple[str, ...] = (
     "core/__init__.py", "core/errors.py", "core/schema.py", "core/data/__init__.py", "core/data/image_prep.py",
     "gallery/__init__.py", "gallery/errors.py", "gallery/layout.py", "gallery/index.py", "gallery/clips.py",
-    "gallery/query.py",
+    "gallery/query.py", "gallery/ivf.py",
     "mobile_app/__init__.py", "mobile_app/__main__.py", "mobile_app/app.py", "mobile_app/bundle.py",
     "mobile_app/engine.py", "mobile_app/errors.py", "mobile_app/kivy_env.py", "mobile_app/mapwidgets.py",
     "mobile_app/mbtiles.py", "mobile_app/mercator.py", "mobile_app/place.py", "mobile_app/player.py",
