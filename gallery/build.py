@@ -53,7 +53,8 @@ class BuildReport:
         if self.finished:
             ef = self.index.get("params", {}).get("ef", {})
             rec = {k: v["chosen"]["recall"] for k, v in self.index.get("measured", {}).items()}
-            parts.append(f"db {self.db_bytes / 1e6:.1f} MB; HNSW ef {ef} (recall@10 {rec})")
+            modes = self.index.get("params", {}).get("mode", {})
+            parts.append(f"db {self.db_bytes / 1e6:.1f} MB; HNSW ef {ef} (recall@10 {rec}); search mode {modes}")
         else:
             parts.append("stopped early: rerun the same command to continue")
         parts.append("time " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
