@@ -90,10 +90,13 @@ def ivf_topk(index: IVFIndex, queries: np.ndarray, k: int, nprobe: int) -> tuple
     for i, qv in enumerate(q):
         cs = index.centroids @ qv
         probe = np.argpartition(-cs, nprobe - 1)[:nprobe] if nprobe < index.n_lists else np.arange(index.n_lists)
-        pos = np.concatenate([np.arange(index.starts[j], index.starts[j + 1]) for j in probe])
-        if len(pos) == 0:
+        # lists are contiguous slices of ``vectors``: score each slice in place (no gather copy of the candidates)
+        spans = [(int(index.starts[j]), int(index.starts[j + 1])) for j in probe]
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
             continue
-        sc = index.vectors[pos] @ qv
+        sc = np.concatenate([index.vectors[a:b] @ qv for a, b in spans])
+        pos = np.concatenate([np.arange(a, b) for a, b in spans])
         kk = min(k, len(pos))
         top = np.argpartition(-sc, kk - 1)[:kk] if kk < len(pos) else np.arange(len(pos))
         top = top[np.argsort(-sc[top], kind="stable")]
