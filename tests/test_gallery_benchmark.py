@@ -61,3 +61,22 @@ def test_benchmark_on_a_checkpoints_own_tile_embeddings(tmp_path, tiny_cfg, tiny
     assert len(caches) == 21  # 7 regions x 3 zooms, each a resumable region cache
     assert main(args) == 0  # the second run reads the caches
     assert sorted(p.name for p in cache.iterdir()) == caches
+
+
+def test_large_gallery_through_the_product_path(tmp_path, tiny_cfg, tiny_world):
+    from benchmarks import gallery_scale
+    from core.checkpoint import save_checkpoint
+    from core.model import build_model
+
+    save_checkpoint(build_model(tiny_cfg), tiny_cfg, tmp_path / "ckpt")
+    out = tmp_path / "scale.json"
+    args = ["--teacher", str(tmp_path / "ckpt"), "--world", str(tiny_world), "--n", "300", "--queries", "20",
+            "--cache", str(tmp_path / "tiles"), "--work", str(tmp_path / "g"), "--out", str(out), "--no-progress"]
+    assert gallery_scale.main(args) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 300 and report["tune_with"] == "captions"
+    search = report["search"]
+    assert set(search["mode"].values()) <= {"hnsw", "ivf", "exact"} and 0.0 <= search["recall_at_10"] <= 1.0
+    assert set(search["recall_by_query_kind"]) == {"text", "place"} and search["exact"]["p50_ms"] > 0
+    assert (tmp_path / "g" / "gallery.db").is_file()
+    assert "through the product path" in out.with_suffix(".md").read_text()
