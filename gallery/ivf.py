@@ -2,8 +2,8 @@
 
 Why: HNSW's greedy graph walk misses neighbours of queries that lie away from the items, and the gallery's queries
 are cross-modal (an image or a text looking for captions or places). On 100,000 real teacher embeddings HNSW tops
-out near recall@10 0.97 at ef 1024, while probing 32 of 512 lists here scores every item in the lists that matter
-and reached 0.996 at about 0.7 ms a query (``python -m benchmarks.gallery_search --teacher ... --ivf``).
+out near recall@10 0.97 at ef 1024, while probing 24 of 506 lists here scores every item in the lists that matter
+and reached 0.993 at 0.36 ms a query (``python -m benchmarks.gallery_search --teacher ... --ivf``).
 
 Device-safe: numpy only. The gallery builder falls back to it (search mode "ivf") for an embedding kind whose HNSW
 graph cannot reach the target recall, when it does and is faster than exact search; the lists are saved as

@@ -34,7 +34,7 @@ def index_file_name(kind: str) -> str:
 # HNSW parameters chosen by benchmarks/gallery_search.py on this CPU. On synthetic sparse code mixtures M=32 /
 # ef_construction=400 lifted recall@10 at ef 1024 from 0.86 (M=16/200) to 0.95 at 100k items. On 100k real teacher
 # embeddings (--teacher) M=16 and M=32 are equal (0.974 / 0.972 at ef 1024; cross-modal queries are the hard part)
-# and a numpy IVF (gallery/ivf.py) reaches 0.993 at 0.6 ms; M=32 stays as the safer graph. M and ef_construction fix
+# and a numpy IVF (gallery/ivf.py) reaches 0.993 at 0.36 ms; M=32 stays as the safer graph. M and ef_construction fix
 # the graph; ef is re-measured on each gallery at build time (smallest ef of EF_LADDER whose recall@10 against exact
 # search reaches TARGET_RECALL) and recorded in meta + index.json. When no ef reaches it, the gallery records
 # search mode "exact" for that kind and readers use exact numpy search (recall 1 by definition).
