@@ -128,6 +128,15 @@ def end_to_end(path: Path, queries: np.ndarray, reps: int = 200) -> dict:
     return out
 
 
+def _recall_by_kind(measure, queries: np.ndarray, kinds: np.ndarray | None, key: str) -> dict:
+    """{query kind: {setting: recall}} from ``measure`` run on each kind's queries alone (latency is the same search,
+    so only the recall is kept)."""
+    if kinds is None:
+        return {}
+    return {kind: {row[key]: row["recall"] for row in measure(queries[kinds == kind])}
+            for kind in sorted(set(kinds.tolist()))}
+
+
 def run_one(items: np.ndarray, queries: np.ndarray, *, m: int, ef_construction: int, threads: int,
             efs: list[int], k: int = 10, kinds: np.ndarray | None = None) -> dict:
     labels = np.arange(len(items), dtype=np.int64)
@@ -145,11 +154,8 @@ def run_one(items: np.ndarray, queries: np.ndarray, *, m: int, ef_construction: 
         load_s = time.perf_counter() - t0
     table = vindex.measure_ef(index, items, labels, queries, k=k, ladder=efs)
     best = vindex.choose_ef(table, TARGET_RECALL)
-    by_kind = {}
-    if kinds is not None:  # recall per query kind (latency is the same search, so only the recall is kept)
-        for kind in sorted(set(kinds.tolist())):
-            rows = vindex.measure_ef(index, items, labels, queries[kinds == kind], k=k, ladder=efs)
-            by_kind[kind] = {row["ef"]: row["recall"] for row in rows}
+    by_kind = _recall_by_kind(lambda qs: vindex.measure_ef(index, items, labels, qs, k=k, ladder=efs), queries,
+                              kinds, "ef")
     return {"M": m, "ef_construction": ef_construction, "build_threads": threads, "build_s": build_s,
             "save_s": save_s, "load_s": load_s, "index_bytes": size, "table": table, "chosen": best,
             "recall_by_query_kind": by_kind}
@@ -164,15 +170,29 @@ def run_ivf(items: np.ndarray, queries: np.ndarray, *, n_lists: int | None, k: i
     index = build_ivf(items, n_lists)
     build_s = time.perf_counter() - t0
     table = measure_nprobe(index, items, queries, k=k, ladder=NPROBE_LADDER)
-    ok = [r for r in table if r["recall"] >= TARGET_RECALL]
-    chosen = min(ok, key=lambda r: r["nprobe"]) if ok else max(table, key=lambda r: (r["recall"], -r["nprobe"]))
-    by_kind = {}
-    if kinds is not None:
-        for kind in sorted(set(kinds.tolist())):
-            rows = measure_nprobe(index, items, queries[kinds == kind], k=k, ladder=[r["nprobe"] for r in table])
-            by_kind[kind] = {row["nprobe"]: row["recall"] for row in rows}
+    chosen = vindex.choose_ef(table, TARGET_RECALL, key="nprobe")
+    ladder = [r["nprobe"] for r in table]
+    by_kind = _recall_by_kind(lambda qs: measure_nprobe(index, items, qs, k=k, ladder=ladder), queries, kinds,
+                              "nprobe")
     return {"n_lists": index.n_lists, "build_s": build_s, "table": table, "chosen": chosen,
             "recall_by_query_kind": by_kind}
+
+
+def _ladder_table(run: dict, key: str) -> list[str]:
+    """The markdown rows of one tuning ladder (``key`` "ef" or "nprobe"): recall, top-1 and latency per setting,
+    recall per query kind when measured, the chosen row marked, and the verdict against TARGET_RECALL."""
+    kinds = {k: {int(n): r for n, r in v.items()} for k, v in run.get("recall_by_query_kind", {}).items()}
+    lines = [f"| {key} | recall@10 | top-1 | p50 ms | p90 ms |" + "".join(f" recall@10 {k} |" for k in kinds),
+             "|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
+    for row in run["table"]:
+        mark = " **" if row[key] == run["chosen"][key] else ""
+        extra = "".join(f" {kinds[k][row[key]]:.4f} |" for k in kinds)
+        lines.append(f"| {row[key]}{mark} | {row['recall']:.4f} | {row['top1']:.3f} | {row['p50_ms']:.3f} | "
+                     f"{row['p90_ms']:.3f} |{extra}")
+    c = run["chosen"]
+    ok = c["recall"] >= TARGET_RECALL
+    return lines + ["", f"Chosen {key} {c[key]} (cheapest with recall@10 >= {TARGET_RECALL}): recall "
+                    f"{c['recall']:.4f}, p50 {c['p50_ms']:.3f} ms" + ("" if ok else " - TARGET NOT REACHED"), ""]
 
 
 def markdown(report: dict) -> str:
@@ -189,37 +209,14 @@ def markdown(report: dict) -> str:
                   f"recorded mode {e['mode']}): HNSW p50 {e['hnsw']['p50_ms']:.3f} ms / p90 {e['hnsw']['p90_ms']:.3f} "
                   f"ms; exact p50 {e['exact']['p50_ms']:.3f} ms / p90 {e['exact']['p90_ms']:.3f} ms.", ""]
     for run in report["runs"]:
-        kinds = {k: {int(ef): r for ef, r in v.items()} for k, v in run.get("recall_by_query_kind", {}).items()}
         lines += [f"## HNSW M={run['M']}, ef_construction={run['ef_construction']}", "",
                   f"Build {run['build_s']:.1f} s on {run['build_threads']} threads; index "
                   f"{run['index_bytes'] / 1e6:.1f} MB; save {run['save_s']:.2f} s, load {run['load_s']:.2f} s.", "",
-                  "| ef | recall@10 | top-1 | p50 ms | p90 ms |" + "".join(f" recall@10 {k} |" for k in kinds),
-                  "|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
-        for row in run["table"]:
-            mark = " **" if row["ef"] == run["chosen"]["ef"] else ""
-            extra = "".join(f" {kinds[k][row['ef']]:.4f} |" for k in kinds)
-            lines.append(f"| {row['ef']}{mark} | {row['recall']:.4f} | {row['top1']:.3f} | {row['p50_ms']:.3f} | "
-                         f"{row['p90_ms']:.3f} |{extra}")
-        c = run["chosen"]
-        ok = c["recall"] >= TARGET_RECALL
-        lines += ["", f"Chosen ef {c['ef']} (cheapest with recall@10 >= {TARGET_RECALL}): recall {c['recall']:.4f}, "
-                  f"p50 {c['p50_ms']:.3f} ms" + ("" if ok else " - TARGET NOT REACHED"), ""]
+                  *_ladder_table(run, "ef")]
     ivf = report.get("ivf")
     if ivf:
-        kinds = {k: {int(n): r for n, r in v.items()} for k, v in ivf.get("recall_by_query_kind", {}).items()}
         lines += [f"## IVF (numpy, gallery/ivf.py): {ivf['n_lists']} lists", "",
-                  f"Build (spherical k-means, 8 iterations) {ivf['build_s']:.1f} s.", "",
-                  "| nprobe | recall@10 | top-1 | p50 ms | p90 ms |" + "".join(f" recall@10 {k} |" for k in kinds),
-                  "|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
-        for row in ivf["table"]:
-            mark = " **" if row["nprobe"] == ivf["chosen"]["nprobe"] else ""
-            extra = "".join(f" {kinds[k][row['nprobe']]:.4f} |" for k in kinds)
-            lines.append(f"| {row['nprobe']}{mark} | {row['recall']:.4f} | {row['top1']:.3f} | {row['p50_ms']:.3f} | "
-                         f"{row['p90_ms']:.3f} |{extra}")
-        c = ivf["chosen"]
-        ok = c["recall"] >= TARGET_RECALL
-        lines += ["", f"Chosen nprobe {c['nprobe']} (cheapest with recall@10 >= {TARGET_RECALL}): recall "
-                  f"{c['recall']:.4f}, p50 {c['p50_ms']:.3f} ms" + ("" if ok else " - TARGET NOT REACHED"), ""]
+                  f"Build (spherical k-means, 8 iterations) {ivf['build_s']:.1f} s.", "", *_ladder_table(ivf, "nprobe")]
     return "\n".join(lines) + "\n"
 
 

@@ -543,17 +543,22 @@ def _cycling(fn: Callable[[np.ndarray], Any], queries: np.ndarray) -> Callable[[
     return call
 
 
+def _data_tag(kind: str, real: tuple[Path, Path] | None) -> str:
+    """Cache name of a gallery data kind; the teacher's own vectors are keyed by its fingerprint."""
+    if kind != "teacher":
+        return kind
+    if real is None:
+        raise SystemExit("--gallery-data teacher needs a run with a trained teacher/ and world/ (--run)")
+    return f"teacher-{json.loads((real[0] / 'manifest.json').read_text())['fingerprint'][:12]}"
+
+
 def _gallery_vectors(kind: str, n: int, queries: int, dim: int, seed: int, cache: Path,
                      real: tuple[Path, Path] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic vectors (``codebook``/``clustered``), or ``teacher``: the trained checkpoint's own embeddings of n
     world tiles with caption and place queries (benchmarks/teacher_embeddings.py; ``real`` = (checkpoint, world))."""
     from benchmarks.gallery_search import make_data
 
-    tag = kind
-    if kind == "teacher":
-        if real is None:
-            raise SystemExit("--gallery-data teacher needs a run with a trained teacher/ and world/ (--run)")
-        tag = f"teacher-{json.loads((real[0] / 'manifest.json').read_text())['fingerprint'][:12]}"
+    tag = _data_tag(kind, real)
     path = cache / f"{tag}-{n}x{dim}-q{queries}-s{seed}.npz"
     if path.is_file():
         with np.load(path) as z:
@@ -598,9 +603,7 @@ def synthetic_gallery(kind: str, n: int, dim: int, queries: int, seed: int, cach
     from gallery.layout import EF_LADDER, HNSW_EF_CONSTRUCTION, HNSW_M
 
     items, qs = _gallery_vectors(kind, n, queries, dim, seed, cache, real)
-    tag = kind if real is None or kind != "teacher" else \
-        f"teacher-{json.loads((real[0] / 'manifest.json').read_text())['fingerprint'][:12]}"
-    path = cache / f"{tag}-{n}x{dim}-s{seed}-M{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}.hnsw"
+    path = cache / f"{_data_tag(kind, real)}-{n}x{dim}-s{seed}-M{HNSW_M}-efc{HNSW_EF_CONSTRUCTION}.hnsw"
     if path.is_file():
         return SyntheticGallery(items, qs, vindex.load_hnsw(path, dim, n, EF_LADDER[0]), path, None)
     t0 = time.perf_counter()
@@ -650,13 +653,12 @@ def bench_gallery(sizes: tuple[int, ...], dim: int, threads: tuple[int, ...], bu
             ivf = build_ivf(g.items)
             ivf_build_s = round(time.perf_counter() - t0, 2)
             ivf_table = measure_nprobe(ivf, g.items, g.queries, k=10, ladder=NPROBE_LADDER)
-            good = [r for r in ivf_table if r["recall"] >= TARGET_RECALL]
-            best = min(good, key=lambda r: r["nprobe"]) if good else max(ivf_table, key=lambda r: r["recall"])
+            best = vindex.choose_ef(ivf_table, TARGET_RECALL, key="nprobe")
             size["ivf"] = {"n_lists": ivf.n_lists, "build_s": ivf_build_s, "nprobe": best["nprobe"],
                            "recall_at_10": best["recall"], "top1": best["top1"], "p50_ms": best["p50_ms"],
                            "p90_ms": best["p90_ms"], "table": ivf_table}
             exact_p50 = (size["exact"].get("1") or next(iter(size["exact"].values())))["p50_ms"]
-            if good and best["p50_ms"] < exact_p50:
+            if best["recall"] >= TARGET_RECALL and best["p50_ms"] < exact_p50:
                 size["gallery_mode"] = "ivf"
         exact1 = size["exact"].get("1") or next(iter(size["exact"].values()))
         size["hnsw_speedup_vs_exact_1t"] = round(exact1["p50_ms"] / chosen["p50_ms"], 2)

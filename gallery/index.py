@@ -144,7 +144,9 @@ def exact_latency_ms(matrix: np.ndarray, queries: np.ndarray, k: int = 10) -> fl
     return float(np.median(times) * 1e3) if times else 0.0
 
 
-def choose_ef(table: list[dict], target: float = TARGET_RECALL) -> dict:
-    """The cheapest row of a ``measure_ef`` table reaching ``target`` recall; the best-recall row when none does."""
+def choose_ef(table: list[dict], target: float = TARGET_RECALL, key: str = "ef") -> dict:
+    """The cheapest row of a tuning table reaching ``target`` recall; the best-recall row when none does.
+
+    ``key`` names the cost column: "ef" for ``measure_ef`` tables, "nprobe" for ``gallery.ivf.measure_nprobe``."""
     ok = [row for row in table if row["recall"] >= target]
-    return min(ok, key=lambda r: r["ef"]) if ok else max(table, key=lambda r: (r["recall"], -r["ef"]))
+    return min(ok, key=lambda r: r[key]) if ok else max(table, key=lambda r: (r["recall"], -r[key]))

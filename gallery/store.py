@@ -218,9 +218,9 @@ class GalleryWriter:
 
         index = build_ivf(matrix, seed=seed)
         table = measure_nprobe(index, matrix, queries, k=min(10, len(matrix)), ladder=NPROBE_LADDER)
-        ok = [row for row in table if row["recall"] >= TARGET_RECALL]
-        measured["ivf"] = {"n_lists": index.n_lists, "table": table,
-                           "chosen": min(ok, key=lambda r: r["nprobe"]) if ok else None}
+        best = vindex.choose_ef(table, TARGET_RECALL, key="nprobe")
+        ok = best["recall"] >= TARGET_RECALL
+        measured["ivf"] = {"n_lists": index.n_lists, "table": table, "chosen": best if ok else None}
         if not ok:
             return None
         final = self.root / ivf_file_name(kind)
