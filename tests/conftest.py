@@ -29,3 +29,17 @@ def tiny_world(tmp_path_factory, tiny_cfg):
     out = tmp_path_factory.mktemp("world") / "tiny"
     build_world(tiny_cfg, out, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """An untrained tiny-preset model (eval mode, seed 0, 1 thread) and its config; one per test module."""
+    import torch
+
+    from core.config import get_preset
+    from core.model import build_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = get_preset("tiny")
+    return build_model(cfg).eval(), cfg

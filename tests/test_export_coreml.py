@@ -7,21 +7,11 @@ import sys
 import pytest
 import torch
 
-from core.config import get_preset
-from core.model import build_model
 from export.coreml_export import export_coreml, predict_coreml, validate_mlpackage
 from export.parity import cosine_rows
 from export.towers import build_tower, example_inputs
 
 ON_MAC = sys.platform == "darwin"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    cfg = get_preset("tiny")
-    return build_model(cfg).eval(), cfg
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,12 @@ import onnx
 import pytest
 import torch
 
-from core.config import get_preset
 from core.data.logmel_numpy import log_mel_numpy
-from core.model import build_model
 from export.manifest import copy_tokenizer
 from export.onnx_export import export_onnx, onnx_session, run_onnx
 from export.onnx_int8 import head_nodes, quantize_onnx_int8
 from export.parity import cosine_rows
 from export.towers import IMAGE_INPUTS, build_tower, example_inputs
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    cfg = get_preset("tiny")
-    return build_model(cfg).eval(), cfg
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import get_preset
-from core.model import build_model
 from export.parity import cosine_rows
 from export.tflite_export import export_tflite, quantize_tflite_int8, run_tflite, tflite_ops, tflite_signature
 from export.towers import IMAGE_INPUTS, build_tower, example_inputs
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    cfg = get_preset("tiny")
-    return build_model(cfg).eval(), cfg
 
 
 @pytest.fixture(scope="module")
