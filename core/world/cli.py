@@ -2,7 +2,7 @@
 
     sat2sound data build --preset default --out DIR [--seed S] [--n-samples N] [--workers W]
     sat2sound data sheet DIR --out PNG [--n 24] [--split test]
-    sat2sound data oracle DIR [--split test] [--json]
+    sat2sound data oracle DIR [--split test] [--json] [--resample K]
     sat2sound data check DIR [--split test] [--media] [--preset default]
 """
 
@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("dataset", type=Path)
     o.add_argument("--split", default="test")
     o.add_argument("--json", action="store_true", help="print the full report as JSON")
+    o.add_argument("--resample", type=int, default=0, metavar="K",
+                   help="also run the image->caption resampling oracle with K caption draws per image (0: off, the "
+                        "default; K=64 takes about 30 s on a 600-place split)")
     c = sub.add_parser("check", help="validate any dataset folder (GeoSound/SoundingEarth layout or the world)")
     c.add_argument("dataset", type=Path)
     c.add_argument("--split", default=None, help="only this split (default: every split found)")
@@ -65,10 +68,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"contact sheet {path} (clips in {path.parent / (path.stem + '_clips')})")
         return 0
     if args.data_command == "oracle":
-        from core.world.oracle import caption_oracle_r10, oracle_r10
+        from core.world.oracle import caption_oracle_r10, caption_resampling_oracle, oracle_r10
 
+        if args.resample < 0:
+            raise ConfigError(f"--resample must be 0 (off) or a number of draws, got {args.resample}")
         report = oracle_r10(args.dataset, split=args.split)
         report["image_to_caption"] = caption_oracle_r10(args.dataset, split=args.split)
+        if args.resample:
+            start = time.perf_counter()
+            report["image_to_caption_resampling"] = caption_resampling_oracle(args.dataset, split=args.split,
+                                                                              k=args.resample)
+            report["image_to_caption_resampling_seconds"] = round(time.perf_counter() - start, 1)
         if args.json:
             print(json.dumps(report, indent=1))
         else:
@@ -78,6 +88,16 @@ def run(args: argparse.Namespace) -> int:
                   f"(median rank {a2i['median_rank']:.0f}); chance 0.100")
             caps = ", ".join(f"zoom {z} {r['r10']:.3f}" for z, r in report["image_to_caption"].items())
             print(f"image->caption R@10% (the sources each caption names vs each place's plausible ones): {caps}")
+            if args.resample:
+                res = report["image_to_caption_resampling"]
+                print(f"image->caption resampling oracle (K={args.resample} captions drawn from each image's own "
+                      f"generator inputs, {report['image_to_caption_resampling_seconds']:.0f} s), R@10% / median rank:")
+                for label, key in (("sources + scene words", None), ("  likelihood ratio", "ratio"),
+                                   ("sources only", "sources_only"), ("  likelihood ratio", "sources_only_ratio")):
+                    rows = {z: (r[key] if key else r) for z, r in res.items()}
+                    cells = ", ".join(f"zoom {z} {r['r10']:.3f} / {r['median_rank']:.1f}" for z, r in rows.items())
+                    mean = sum(r["r10"] for r in rows.values()) / len(rows)
+                    print(f"  {label:24s} {cells}; mean R@10% {mean:.3f}")
         return 0
     if args.data_command == "check":
         from core.config import get_preset
