@@ -67,7 +67,8 @@ RESUMABLE_CHANGES = ("train.epochs", "train.num_threads", "train.eval_every_epoc
 
 def override_config(cfg: Sat2SoundConfig, *, epochs: int | None = None, batch_size: int | None = None,
                     head: str | None = None, metadata: bool | None = None, seed: int | None = None,
-                    lr: float | None = None, threads: int | None = None) -> Sat2SoundConfig:
+                    lr: float | None = None, threads: int | None = None,
+                    restart_epochs: int | None = None) -> Sat2SoundConfig:
     """Apply CLI overrides with dataclasses.replace; the result is what the checkpoint's config.json records."""
     train = cfg.train
     if epochs is not None:
@@ -78,6 +79,10 @@ def override_config(cfg: Sat2SoundConfig, *, epochs: int | None = None, batch_si
         if batch_size < 2:
             raise ConfigError(f"--batch-size must be >= 2 for a contrastive loss, got {batch_size}")
         train = dataclasses.replace(train, batch_size=batch_size)
+    if restart_epochs is not None:
+        if restart_epochs < 1:
+            raise ConfigError(f"--restart-epochs must be >= 1, got {restart_epochs}")
+        train = dataclasses.replace(train, restart_epochs=restart_epochs)
     if seed is not None:
         train = dataclasses.replace(train, seed=seed)
     if lr is not None:
@@ -587,6 +592,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="global batch (split across torchrun ranks)")
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--restart-epochs", type=int, default=None,
+                        help="epochs per cosine cycle before a warm restart (default: the preset's)")
     parser.add_argument("--head", choices=("codebook", "global"), default=None)
     parser.add_argument("--no-metadata", action="store_true", help="train without metadata fusion")
     parser.add_argument("--seed", type=int, default=None)
@@ -605,7 +612,7 @@ def config_from_args(args: argparse.Namespace) -> Sat2SoundConfig:
         raise ConfigError(str(exc)) from None
     return override_config(cfg, epochs=args.epochs, batch_size=args.batch_size, head=args.head,
                            metadata=False if args.no_metadata else None, seed=args.seed, lr=args.lr,
-                           threads=args.threads)
+                           threads=args.threads, restart_epochs=args.restart_epochs)
 
 
 def run(args: argparse.Namespace) -> int:

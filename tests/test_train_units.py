@@ -59,8 +59,10 @@ def test_weight_decay_only_on_matrices_not_codebook_or_scales():
 
 def test_config_overrides_go_through_replace():
     cfg = get_preset("tiny")
-    new = override_config(cfg, epochs=5, batch_size=8, head="global", metadata=False, seed=3, lr=1e-4, threads=1)
+    new = override_config(cfg, epochs=5, batch_size=8, head="global", metadata=False, seed=3, lr=1e-4, threads=1,
+                          restart_epochs=3)
     assert (new.train.epochs, new.train.batch_size, new.train.seed, new.train.lr) == (5, 8, 3, 1e-4)
+    assert new.train.restart_epochs == 3
     assert new.model.codebook.head == "global" and new.model.fusion.use_metadata is False
     assert new.model.codebook.size == cfg.model.codebook.size  # untouched fields survive
     assert cfg.train.epochs == 2  # the preset itself is not changed
@@ -72,6 +74,8 @@ def test_config_overrides_go_through_replace():
         override_config(cfg, head="mean")
     with pytest.raises(ConfigError, match="lr"):
         override_config(cfg, lr=0.0)
+    with pytest.raises(ConfigError, match="restart-epochs"):
+        override_config(cfg, restart_epochs=0)
 
 
 def test_config_differences_ignore_resumable_fields():
