@@ -2,7 +2,7 @@
 
     sat2sound data build --preset default --out DIR [--seed S] [--n-samples N] [--workers W]
     sat2sound data sheet DIR --out PNG [--n 24] [--split test]
-    sat2sound data oracle DIR [--split test] [--json] [--resample K]
+    sat2sound data oracle DIR [--split test] [--json] [--resample K] [--resample-audio K]
     sat2sound data check DIR [--split test] [--media] [--preset default]
 """
 
@@ -37,11 +37,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--resample", type=int, default=0, metavar="K",
                    help="also run the image->caption resampling oracle with K caption draws per image (0: off, the "
                         "default; K=64 takes about 30 s on a 600-place split)")
+    o.add_argument("--resample-audio", type=int, default=0, metavar="K",
+                   help="also run the image<->audio resampling oracle: exact likelihoods of each recording's sources "
+                        "under each place's recording generator, and the same estimated from K recordings drawn per "
+                        "place (0: off, the default; K=256 takes about 2 min on a 600-place split)")
     c = sub.add_parser("check", help="validate any dataset folder (GeoSound/SoundingEarth layout or the world)")
     c.add_argument("dataset", type=Path)
     c.add_argument("--split", default=None, help="only this split (default: every split found)")
     c.add_argument("--media", action="store_true", help="also decode every image and audio clip (slower)")
     c.add_argument("--preset", default="default", help="config whose audio/image settings are checked against")
+
+
+def _print_audio_resampling(res: dict, seconds: float) -> None:
+    print(f"image<->audio resampling oracle (each place's full tile and latitude known; exact likelihoods and "
+          f"K={res['k']} recordings drawn per place, {seconds:.0f} s), R@10% / median rank:")
+    print(f"  {'':44s} {'I2A likelihood':>15s} {'I2A ratio':>15s} {'A2I':>15s}")
+    labels = {"meta": "platform, month, hour known", "no_meta": "platform, month, hour drawn"}
+    for how in ("exact", "sampled"):
+        for meta, by_sig in res.get(how, {}).items():
+            for sig, r in by_sig.items():
+                cells = " ".join(f"{r[d]['r10']:7.3f} / {r[d]['median_rank']:5.1f}"
+                                 for d in ("i2a", "i2a_ratio", "a2i"))
+                print(f"  {how:7s} {labels[meta]:27s} {sig:8s} {cells}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"contact sheet {path} (clips in {path.parent / (path.stem + '_clips')})")
         return 0
     if args.data_command == "oracle":
-        from core.world.oracle import caption_oracle_r10, caption_resampling_oracle, oracle_r10
+        from core.world.oracle import audio_resampling_oracle, caption_oracle_r10, caption_resampling_oracle, oracle_r10
 
-        if args.resample < 0:
-            raise ConfigError(f"--resample must be 0 (off) or a number of draws, got {args.resample}")
+        for flag, value in (("--resample", args.resample), ("--resample-audio", args.resample_audio)):
+            if value < 0:
+                raise ConfigError(f"{flag} must be 0 (off) or a number of draws, got {value}")
         report = oracle_r10(args.dataset, split=args.split)
         report["image_to_caption"] = caption_oracle_r10(args.dataset, split=args.split)
         if args.resample:
@@ -79,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
             report["image_to_caption_resampling"] = caption_resampling_oracle(args.dataset, split=args.split,
                                                                               k=args.resample)
             report["image_to_caption_resampling_seconds"] = round(time.perf_counter() - start, 1)
+        if args.resample_audio:
+            start = time.perf_counter()
+            report["image_audio_resampling"] = audio_resampling_oracle(args.dataset, split=args.split,
+                                                                       k=args.resample_audio,
+                                                                       signatures=("set", "loudest", "order"))
+            report["image_audio_resampling_seconds"] = round(time.perf_counter() - start, 1)
         if args.json:
             print(json.dumps(report, indent=1))
         else:
@@ -98,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
                     cells = ", ".join(f"zoom {z} {r['r10']:.3f} / {r['median_rank']:.1f}" for z, r in rows.items())
                     mean = sum(r["r10"] for r in rows.values()) / len(rows)
                     print(f"  {label:24s} {cells}; mean R@10% {mean:.3f}")
+            if args.resample_audio:
+                _print_audio_resampling(report["image_audio_resampling"], report["image_audio_resampling_seconds"])
         return 0
     if args.data_command == "check":
         from core.config import get_preset
