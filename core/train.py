@@ -68,7 +68,7 @@ RESUMABLE_CHANGES = ("train.epochs", "train.num_threads", "train.eval_every_epoc
 def override_config(cfg: Sat2SoundConfig, *, epochs: int | None = None, batch_size: int | None = None,
                     head: str | None = None, metadata: bool | None = None, seed: int | None = None,
                     lr: float | None = None, threads: int | None = None,
-                    restart_epochs: int | None = None) -> Sat2SoundConfig:
+                    restart_epochs: int | None = None, metadata_drop: float | None = None) -> Sat2SoundConfig:
     """Apply CLI overrides with dataclasses.replace; the result is what the checkpoint's config.json records."""
     train = cfg.train
     if epochs is not None:
@@ -100,6 +100,10 @@ def override_config(cfg: Sat2SoundConfig, *, epochs: int | None = None, batch_si
         model = dataclasses.replace(model, codebook=dataclasses.replace(model.codebook, head=head))
     if metadata is not None:
         model = dataclasses.replace(model, fusion=dataclasses.replace(model.fusion, use_metadata=metadata))
+    if metadata_drop is not None:
+        if not 0.0 <= metadata_drop < 1.0:
+            raise ConfigError(f"--metadata-drop must be in [0, 1), got {metadata_drop}")
+        model = dataclasses.replace(model, fusion=dataclasses.replace(model.fusion, drop_prob=metadata_drop))
     return dataclasses.replace(cfg, train=train, model=model)
 
 
@@ -596,6 +600,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs per cosine cycle before a warm restart (default: the preset's)")
     parser.add_argument("--head", choices=("codebook", "global"), default=None)
     parser.add_argument("--no-metadata", action="store_true", help="train without metadata fusion")
+    parser.add_argument("--metadata-drop", type=float, default=None,
+                        help="share of every batch each metadata field is dropped for (default: the preset's, 0.5 "
+                             "as in the paper)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="continue from OUT/last/ when it exists (default on)")
@@ -612,7 +619,8 @@ def config_from_args(args: argparse.Namespace) -> Sat2SoundConfig:
         raise ConfigError(str(exc)) from None
     return override_config(cfg, epochs=args.epochs, batch_size=args.batch_size, head=args.head,
                            metadata=False if args.no_metadata else None, seed=args.seed, lr=args.lr,
-                           threads=args.threads, restart_epochs=args.restart_epochs)
+                           threads=args.threads, restart_epochs=args.restart_epochs,
+                           metadata_drop=args.metadata_drop)
 
 
 def run(args: argparse.Namespace) -> int:

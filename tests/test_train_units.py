@@ -60,7 +60,8 @@ def test_weight_decay_only_on_matrices_not_codebook_or_scales():
 def test_config_overrides_go_through_replace():
     cfg = get_preset("tiny")
     new = override_config(cfg, epochs=5, batch_size=8, head="global", metadata=False, seed=3, lr=1e-4, threads=1,
-                          restart_epochs=3)
+                          restart_epochs=3, metadata_drop=0.2)
+    assert new.model.fusion.drop_prob == 0.2 and cfg.model.fusion.drop_prob == 0.5
     assert (new.train.epochs, new.train.batch_size, new.train.seed, new.train.lr) == (5, 8, 3, 1e-4)
     assert new.train.restart_epochs == 3
     assert new.model.codebook.head == "global" and new.model.fusion.use_metadata is False
@@ -76,6 +77,9 @@ def test_config_overrides_go_through_replace():
         override_config(cfg, lr=0.0)
     with pytest.raises(ConfigError, match="restart-epochs"):
         override_config(cfg, restart_epochs=0)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="metadata-drop"):
+            override_config(cfg, metadata_drop=bad)
 
 
 def test_config_differences_ignore_resumable_fields():
