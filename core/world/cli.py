@@ -95,13 +95,14 @@ def run(args: argparse.Namespace) -> int:
         if args.resample:
             start = time.perf_counter()
             report["image_to_caption_resampling"] = caption_resampling_oracle(args.dataset, split=args.split,
-                                                                              k=args.resample)
+                                                                              k=args.resample, progress=True)
             report["image_to_caption_resampling_seconds"] = round(time.perf_counter() - start, 1)
         if args.resample_audio:
             start = time.perf_counter()
             report["image_audio_resampling"] = audio_resampling_oracle(args.dataset, split=args.split,
                                                                        k=args.resample_audio,
-                                                                       signatures=("set", "loudest", "order"))
+                                                                       signatures=("set", "loudest", "order"),
+                                                                       progress=True)
             report["image_audio_resampling_seconds"] = round(time.perf_counter() - start, 1)
         if args.json:
             print(json.dumps(report, indent=1))

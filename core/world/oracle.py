@@ -52,6 +52,13 @@ _CLASS_PHRASES = sorted(((w.lower(), c) for c, ws in CLASS_WORDS.items() for w i
 _ZOOMS = (1, 3, 5)
 
 
+def _places(items, desc: str, progress: bool):
+    """``items`` (a list) behind a tqdm bar when ``progress`` (the generator oracles take minutes on a CPU)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="place", disable=not progress, leave=False)
+
+
 def _multi_hot(lists: list[list[str]]) -> np.ndarray:
     index = {s: k for k, s in enumerate(SOURCES)}
     out = np.zeros((len(lists), len(SOURCES)), np.float64)
@@ -221,7 +228,8 @@ def _i2t_report(scores: np.ndarray) -> dict[str, float]:
 
 
 def caption_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "test", k: int = 64,
-                              backoff: float = 1e-3, zooms: tuple[int, ...] = _ZOOMS) -> dict[int, dict]:
+                              backoff: float = 1e-3, zooms: tuple[int, ...] = _ZOOMS, progress: bool = False
+                              ) -> dict[int, dict]:
     """Image->caption reference that knows the caption generator's inputs: an estimate of the Bayes-optimal ranker.
 
     For every place i of ``split`` it re-renders the tile (world seed, tile_px, tile_ground_m from ``world_cfg``, a
@@ -253,13 +261,16 @@ def caption_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "t
     seed, tile_px, ground_m = _world_params(dataset_dir, world_cfg)
     cols = read_split(Path(dataset_dir), split, columns=["latitude", "longitude"]
                       + [f"llava_caption_bingmap_zl{z}" for z in zooms]).to_pydict()
+    places = list(zip(cols["latitude"], cols["longitude"]))
     inputs = [caption_generator_inputs(lat, lon, tile_px, ground_m, seed)
-              for lat, lon in zip(cols["latitude"], cols["longitude"])]
+              for lat, lon in _places(places, "caption oracle: tiles", progress)]
     out: dict[int, dict] = {}
     for z in zooms:
         stored = [_read_back(c) for c in cols[f"llava_caption_bingmap_zl{z}"]]
         drawn = [[_read_back(image_caption(weights, fracs, np.random.default_rng([seed, i, z, s]), zoom=z))
-                  for s in range(k)] for i, (weights, fracs) in ((i, inp[z]) for i, inp in enumerate(inputs))]
+                  for s in range(k)]
+                 for i, (weights, fracs) in ((i, inp[z]) for i, inp in enumerate(_places(inputs, f"captions, zoom {z}",
+                                                                                         progress)))]
         report: dict[str, object] = {"n": len(stored), "k": int(k)}
         for name, scene in (("", True), ("sources_only", False)):
             counts, scores = signature_likelihoods([[_signature(r, scene) for r in row] for row in drawn],
@@ -493,7 +504,8 @@ def _retrieval_report(scores: np.ndarray, counts: np.ndarray) -> dict[str, objec
 
 def audio_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "test", k: int = 256,
                             backoff: float = 1e-3, signatures: tuple[str, ...] = ("set", "loudest"),
-                            metadata: tuple[bool, ...] = (True, False), exact: bool = True) -> dict[str, object]:
+                            metadata: tuple[bool, ...] = (True, False), exact: bool = True, progress: bool = False
+                            ) -> dict[str, object]:
     """Image<->audio reference that knows the recording generator: an estimate of the Bayes-optimal ranker.
 
     For every place i of ``split`` it re-renders the full tile (world seed, tile_px, tile_ground_m from
@@ -551,14 +563,15 @@ def audio_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "tes
     if not presents or any(not p for p in presents):
         raise DataError(f"split {split!r} has no recordings, or one with no sources", field="gt_present")
     fulls = [full_tile_fractions(lat, lon, tile_px, ground_m, seed)
-             for lat, lon in zip(cols["latitude"], cols["longitude"])]
+             for lat, lon in _places(list(zip(cols["latitude"], cols["longitude"])), "audio oracle: tiles", progress)]
     known = [(src, *_month_hour(date)) for src, date in zip(cols["source"], cols["date"])]
     out: dict[str, object] = {"n": len(fulls), "k": int(k), "split": split}
     for meta in dict.fromkeys(bool(m) for m in metadata):
         name = "meta" if meta else "no_meta"
         if k:
             drawn = []
-            for i, (full, lat) in enumerate(zip(fulls, cols["latitude"])):
+            for i, (full, lat) in enumerate(_places(list(zip(fulls, cols["latitude"])), f"recordings drawn ({name})",
+                                                    progress)):
                 rng, cache = np.random.default_rng([seed, i, 2, int(not meta)]), {}
                 src, month, hour = known[i] if meta else (None, None, None)
                 drawn.append([draw_recording(full, lat, rng, src, month, hour, cache)["present"] for _ in range(k)])
@@ -572,7 +585,8 @@ def audio_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "tes
         if exact:
             picks = _OrderedPicks(presents)
             rows = np.stack([picks.probabilities(place_mixture(full, lat, *(known[i] if meta else ())))
-                             for i, (full, lat) in enumerate(zip(fulls, cols["latitude"]))])
+                             for i, (full, lat) in enumerate(_places(list(zip(fulls, cols["latitude"])),
+                                                                     f"exact likelihoods ({name})", progress))])
             reports = {}
             for kind in signatures:
                 lik = np.stack([picks.likelihoods(r, kind) for r in rows])
