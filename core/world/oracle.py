@@ -227,6 +227,22 @@ def _i2t_report(scores: np.ndarray) -> dict[str, float]:
     return ranks_report(_ranks_of_diagonal(scores, 0), n)
 
 
+def _likelihood_ratio(scores: np.ndarray) -> np.ndarray:
+    """p(item j | query i) / p(item j): each column over its mean across the queries (0 where that mean is 0, i.e.
+    no query's draws come near the item)."""
+    marginal = scores.mean(axis=0, keepdims=True)
+    return np.divide(scores, marginal, out=np.zeros_like(scores), where=marginal > 0)
+
+
+def _own_draw_stats(counts: np.ndarray) -> dict[str, float]:
+    """own_hit (share of queries whose draws hit their own item's signature), own_p (its mean probability) and
+    other_p (the same for every other item: the chance level) from a (N, N) matrix of draw shares."""
+    own = np.diag(counts)
+    n = len(own)
+    return {"own_hit": float(np.mean(own > 0)), "own_p": float(own.mean()),
+            "other_p": float((counts.sum() - own.sum()) / max(1, n * n - n))}
+
+
 def caption_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "test", k: int = 64,
                               backoff: float = 1e-3, zooms: tuple[int, ...] = _ZOOMS, progress: bool = False
                               ) -> dict[int, dict]:
@@ -267,26 +283,20 @@ def caption_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "t
     out: dict[int, dict] = {}
     for z in zooms:
         stored = [_read_back(c) for c in cols[f"llava_caption_bingmap_zl{z}"]]
-        drawn = [[_read_back(image_caption(weights, fracs, np.random.default_rng([seed, i, z, s]), zoom=z))
-                  for s in range(k)]
-                 for i, (weights, fracs) in ((i, inp[z]) for i, inp in enumerate(_places(inputs, f"captions, zoom {z}",
-                                                                                         progress)))]
+        drawn = [[_read_back(image_caption(*inp[z], np.random.default_rng([seed, i, z, s]), zoom=z)) for s in range(k)]
+                 for i, inp in enumerate(_places(inputs, f"captions, zoom {z}", progress))]
         report: dict[str, object] = {"n": len(stored), "k": int(k)}
         for name, scene in (("", True), ("sources_only", False)):
             counts, scores = signature_likelihoods([[_signature(r, scene) for r in row] for row in drawn],
                                                    [_signature(r, scene) for r in stored], backoff=backoff)
-            ratio = scores / scores.mean(axis=0, keepdims=True)
+            ratio = _likelihood_ratio(scores)
             if name:
                 report[name] = _i2t_report(scores)
                 report[f"{name}_ratio"] = _i2t_report(ratio)
             else:
                 report.update(_i2t_report(scores))
                 report["ratio"] = _i2t_report(ratio)
-                own = np.diag(counts)
-                n = len(own)
-                report["own_hit"] = float(np.mean(own > 0))
-                report["own_p"] = float(own.mean())
-                report["other_p"] = float((counts.sum() - own.sum()) / max(1, n * n - n))
+                report.update(_own_draw_stats(counts))
         out[z] = report
     return out
 
@@ -493,13 +503,8 @@ def _month_hour(date: str) -> tuple[int, int]:
 
 def _retrieval_report(scores: np.ndarray, counts: np.ndarray) -> dict[str, object]:
     """Both directions from one (N_places, N_recordings) likelihood matrix; see audio_resampling_oracle."""
-    marginal = scores.mean(axis=0, keepdims=True)  # 0 only where no place's draws come near a recording
-    ratio = np.divide(scores, marginal, out=np.zeros_like(scores), where=marginal > 0)
-    own = np.diag(counts)
-    n = len(own)
-    return {"i2a": _i2t_report(scores), "i2a_ratio": _i2t_report(ratio), "a2i": _i2t_report(scores.T),
-            "own_hit": float(np.mean(own > 0)), "own_p": float(own.mean()),
-            "other_p": float((counts.sum() - own.sum()) / max(1, n * n - n))}
+    return {"i2a": _i2t_report(scores), "i2a_ratio": _i2t_report(_likelihood_ratio(scores)),
+            "a2i": _i2t_report(scores.T), **_own_draw_stats(counts)}
 
 
 def audio_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "test", k: int = 256,
