@@ -5,8 +5,9 @@
 The reference is the pipeline's teacher (codebook head, metadata fusion) in RUN/teacher. The variants are trained
 with the same preset, data, seed and learning-rate schedule into RUN/ablation-global (global pooling, GeoCLAP/PSM
 style) and RUN/ablation-nometa (no metadata fusion), each resumable. They are compared at an equal budget: the
-validation figures every run logs after epoch ``--epochs`` (zoom 1; all metadata given to models that take it, none
-otherwise), read from each run's train_log.jsonl, so the teacher's own log supplies its row without retraining.
+validation figures every run logs after epoch ``--epochs`` (the mean over zooms 1/3/5; all metadata given to models
+that take it, none otherwise), read from each run's train_log.jsonl, so the teacher's own log supplies its row
+without retraining.
 RUN/eval/ablation-summary.{json,md} holds the table; whichever way the numbers fall, they are reported as measured.
 """
 
@@ -51,8 +52,11 @@ def summarise(run: Path, epoch: int) -> tuple[str, dict]:
         rows.append(f"| {LABELS[name]} | {val['i2a_r10']:.3f} / {val['i2a_mr']:.0f} | "
                     f"{val['a2i_r10']:.3f} / {val['a2i_mr']:.0f} | {val['i2t_r10']:.3f} / {val['i2t_mr']:.0f} | "
                     f"{val.get('metadata', '')} |")
-    n = next(iter(data.values()))["n"] if data else 0
-    head = [f"Validation split (N={n}), zoom 1, after {epoch} epochs of the same schedule, seed and data. "
+    first = next(iter(data.values())) if data else {}
+    n = first.get("n", 0)
+    where = (f"mean over zooms {' / '.join(str(z) for z in first['zooms'])}" if "zooms" in first
+             else f"zoom {first.get('zoom', 1)}")  # logs written before validation covered every zoom
+    head = [f"Validation split (N={n}), {where}, after {epoch} epochs of the same schedule, seed and data. "
             f"Chance: R@10% 0.100, median rank {(n + 1) / 2:.0f}.", "",
             "| model | I2A R@10% / MR | A2I R@10% / MR | image->text R@10% / MR | metadata at test |",
             "|---|---|---|---|---|"]

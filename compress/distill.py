@@ -18,7 +18,7 @@ What it does and why:
 - AdamW on the trainable parameters (core.train.make_optimizer: no decay on biases, norms, logit scales); linear
   warm-up then one cosine decay over the run; gradient clipping; a per-step seed, so a resumed run continues
   exactly like an uninterrupted one.
-- Every epoch: validation (zoom 1, all metadata; I2A and image->text R@10%) of the student, compared with the
+- Every epoch: validation (all metadata, mean over zooms; I2A and image->text R@10%) of the student, compared with the
   teacher's (computed once). The best student by I2A + I2T R@10% is written to OUT (config.json +
   model.safetensors + manifest.json with kind "sat2sound-student", the teacher's fingerprint, the figures and the
   retention in percent); OUT/last/ holds the resumable state; OUT/distill_log.jsonl the history.
@@ -302,7 +302,7 @@ class Distiller:
                 self.best = {"metric": score, "epoch": epoch + 1, "step": self.step, "val": val}
                 record["best"] = True
                 save_checkpoint(self.student, self.cfg, self.out, extra=self.manifest_extra(
-                    val, "validation I2A R@10% + image->text R@10% (zoom 1, all metadata)"))
+                    val, "validation I2A R@10% + image->text R@10% (mean over zooms, all metadata)"))
         else:
             self.best = {"metric": float("nan"), "epoch": epoch + 1, "step": self.step, "val": None}
             save_checkpoint(self.student, self.cfg, self.out,

@@ -8,8 +8,10 @@ Configs round-trip through JSON (``to_dict`` / ``from_dict``) so every artifact 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -46,13 +48,14 @@ class AudioConfig:
 class ImageConfig:
     """Model input image and how tiles become it: centre crop by zoom, bicubic resize, ImageNet mean/std."""
 
-    image_size: int = 64
-    patch_size: int = 8
+    image_size: int = 128  # zoom 5 shrinks a 320 px world tile 2.5x: thin roads and rails stay visible
+    patch_size: int = 16  # the paper's ViT patch; 8 x 8 = 64 tokens
     imagery: str = "bingmap"  # which tile column of the dataset is read
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     zooms: tuple[int, ...] = ZOOMS
     colour_jitter: float = 0.2  # training only
+    flip_rotate: bool = True  # training only: each view turned by k x 90 degrees and mirrored at random
 
     @property
     def grid(self) -> int:
@@ -212,6 +215,70 @@ def _coerce(tp: Any, value: Any) -> Any:
     return value
 
 
+def set_values(cfg: Any, assignments: Sequence[str]) -> Any:
+    """Apply ``dotted.key=VALUE`` overrides (``sat2sound train --set image.image_size=128``) to a config.
+
+    VALUE is read as JSON (``128``, ``0.5``, ``true``, ``[1, 3, 5]``) or else taken as a string (``global``). The
+    key must name a field that is not itself a section, and the value must have that field's type; anything else
+    is a ConfigError naming the key and what was expected.
+    """
+    for item in assignments:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set needs KEY=VALUE (e.g. image.image_size=128), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        cfg = _set_path(cfg, key.split("."), value, key)
+    image = getattr(cfg, "image", None)
+    if isinstance(image, ImageConfig) and image.image_size % image.patch_size:
+        raise ConfigError(f"image.image_size {image.image_size} is not a multiple of image.patch_size "
+                          f"{image.patch_size}")
+    return cfg
+
+
+def _set_path(obj: Any, path: list[str], value: Any, key: str) -> Any:
+    names = [f.name for f in dataclasses.fields(obj)]
+    head = path[0]
+    if head not in names:
+        raise ConfigError(f"unknown config key {key!r}: {type(obj).__name__} has {', '.join(names)}")
+    current = getattr(obj, head)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown config key {key!r}: {head!r} is a value, not a section")
+        return dataclasses.replace(obj, **{head: _set_path(current, path[1:], value, key)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"config key {key!r} is a section; set one of its fields "
+                          f"({', '.join(f.name for f in dataclasses.fields(current))})")
+    return dataclasses.replace(obj, **{head: _checked(typing.get_type_hints(type(obj))[head], value, key)})
+
+
+def _checked(tp: Any, value: Any, key: str) -> Any:
+    """``value`` as the field type ``tp`` wants it, or a ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, list | tuple):
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            if Ellipsis not in typing.get_args(tp) and len(value) != len(args):
+                raise ConfigError(f"{key} needs {len(args)} values, got {len(value)}")
+            return tuple(_checked(args[min(i, len(args) - 1)], v, key) for i, v in enumerate(value))
+        raise ConfigError(f"{key} needs a JSON list, got {value!r}")
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}.get(tp)
+    if ok is None or not ok(value):
+        name = getattr(tp, "__name__", str(tp))
+        raise ConfigError(f"{key} must be of type {name}, got {value!r}")
+    return float(value) if tp is float else value
+
+
 # --------------------------------------------------------------------------------------------------- presets
 
 
@@ -273,11 +340,14 @@ def get_preset(name: str) -> Sat2SoundConfig:
 
 
 def _student_of(teacher: Sat2SoundConfig, name: str, image_size: int, image: ImageEncoderConfig,
-                fusion_layers: int, audio: AudioEncoderConfig, train: TrainConfig) -> Sat2SoundConfig:
+                fusion_layers: int, audio: AudioEncoderConfig, train: TrainConfig,
+                patch_size: int | None = None) -> Sat2SoundConfig:
+    # flip_rotate off: distillation matches the teacher's embedding of the very view the student sees, unturned
     return dataclasses.replace(
         teacher,
         name=name,
-        image=dataclasses.replace(teacher.image, image_size=image_size),
+        image=dataclasses.replace(teacher.image, image_size=image_size, flip_rotate=False,
+                                  patch_size=teacher.image.patch_size if patch_size is None else patch_size),
         model=dataclasses.replace(teacher.model, image=image, audio=audio,
                                   fusion=dataclasses.replace(teacher.model.fusion, layers=fusion_layers)),
         train=train,
@@ -301,7 +371,7 @@ def _student_default() -> Sat2SoundConfig:
         _default(), "student-default", 48,
         ImageEncoderConfig(width=96, depth=2, heads=2, projector_hidden=128), 0,
         AudioEncoderConfig(width=64, depth=2, heads=2),
-        TrainConfig(epochs=12, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_steps=50),
+        TrainConfig(epochs=12, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_steps=50), patch_size=8,
     )
 
 

@@ -1,13 +1,15 @@
 """`sat2sound train`: train the full-precision Sat2Sound teacher, resumably, on one process or under torchrun.
 
     sat2sound train --preset default --data DIR --out OUT [--epochs N] [--batch-size B] [--head codebook|global]
-                    [--no-metadata] [--seed S] [--resume/--no-resume] [--threads T] [--max-steps N]
+                    [--no-metadata] [--seed S] [--set KEY=VALUE ...] [--resume/--no-resume] [--threads T]
+                    [--max-steps N]
     torchrun --standalone --nproc_per_node 2 -m core.train --preset tiny --data DIR --out OUT
 
 What it does and why:
-- Data come from the FeatureTable (every row decoded once and cached), zoom drawn uniformly per sample, colour
-  jitter cfg.image.colour_jitter; metadata fields are dropped inside the model (train mode). The frozen text
-  backbone's token states for every unique caption are computed before the first step.
+- Data come from the FeatureTable (every row decoded once and cached), zoom drawn uniformly per sample, random
+  turns and mirrors (cfg.image.flip_rotate), colour jitter cfg.image.colour_jitter; metadata fields are dropped
+  inside the model (train mode). The frozen text backbone's token states for every unique caption are computed
+  before the first step.
 - AdamW (lr cfg.train.lr, betas cfg.train.betas, weight decay cfg.train.weight_decay) on matrices only: biases,
   norm gains, the learnable logit scales and the codebook get no weight decay. The codebook is excluded because its
   norm sets how sharp the code scores (and so the sparsemax) are; decaying it would flatten the concept weights
@@ -17,9 +19,10 @@ What it does and why:
   object to serialise), so a resumed run gets exactly the same rates.
 - All randomness of a step (which zoom, jitter, metadata dropping) is seeded from (seed, step, rank) and the order
   of an epoch from (seed, epoch): a run resumed from OUT/last/ continues bit-for-bit like an uninterrupted one.
-- Validation every cfg.train.eval_every_epochs on the validation split: I2A R@10% at zoom 1 with all metadata given
-  (the paper's model selection) plus image->text R@10%. The best checkpoint lives in OUT itself
-  (config.json + model.safetensors + manifest.json with the validation metrics and a training summary).
+- Validation every cfg.train.eval_every_epochs on the validation split: I2A R@10% with all metadata given (the
+  paper's model selection) plus image->text R@10%, each averaged over the split's zooms (per zoom in the log).
+  The best checkpoint lives in OUT itself (config.json + model.safetensors + manifest.json with the validation
+  metrics and a training summary).
 - OUT/last/ holds the resumable state (model, optimizer, progress, history) in safetensors + JSON, written at every
   epoch end, at --max-steps, and on Ctrl-C. Rerunning the same command resumes from it.
 - A non-finite loss stops training with a TrainingError naming the step; OUT/last and the best checkpoint keep the
@@ -48,9 +51,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from core.config import Sat2SoundConfig, get_preset
+from core.config import Sat2SoundConfig, get_preset, set_values
 from core.errors import ConfigError, DataError, Sat2SoundError, TrainingError
-from core.evaluate import validation_metrics, validation_zoom
+from core.evaluate import validation_metrics
 from core.losses import MAX_LOG_SCALE, sat2sound_loss
 from core.run_state import has_run_state, load_run_state, read_progress, save_run_state
 
@@ -447,7 +450,8 @@ class Trainer:
     def train_step(self, idx: np.ndarray) -> tuple[float, float]:
         tc = self.cfg.train
         rng = np.random.default_rng([tc.seed, self.step, self.ddp.rank])
-        data = _to_model_batch(self.train_table.batch(idx, zoom="random", rng=rng, jitter=self.cfg.image.colour_jitter))
+        data = _to_model_batch(self.train_table.batch(idx, zoom="random", rng=rng, jitter=self.cfg.image.colour_jitter,
+                                                      flip_rotate=self.cfg.image.flip_rotate))
         torch.manual_seed(_seed_for(tc.seed, self.step, self.ddp.rank, 1))  # metadata dropping in the model
         lr = lr_at(self.step, base_lr=tc.lr, warmup_steps=tc.warmup_steps, cycle_steps=self.cycle_steps)
         for group in self.optimizer.param_groups:
@@ -505,8 +509,8 @@ class Trainer:
                     self.best = {"metric": val[SELECT_KEY], "epoch": epoch + 1, "step": self.step, "val": val}
                     record["best"] = True
                     save_checkpoint(self.model, self.cfg, self.out, extra={
-                        "val": val, "selected_by": f"validation {SELECT_KEY}, ties by {TIE_KEY} (zoom 1, all metadata)",
-                        "training": self.summary()})
+                        "val": val, "training": self.summary(),
+                        "selected_by": f"validation {SELECT_KEY}, ties by {TIE_KEY} (mean over zooms, all metadata)"})
             elif self.val_table is None:
                 self.best = {"metric": float("nan"), "epoch": epoch + 1, "step": self.step, "val": None}
                 save_checkpoint(self.model, self.cfg, self.out, extra={
@@ -532,7 +536,7 @@ class Trainer:
             return self._result(None)
         texts = all_captions(self.train_table)
         if self.val_table is not None:
-            texts += all_captions(self.val_table, (validation_zoom(self.val_table),))
+            texts += all_captions(self.val_table)
         self.model.text_backbone.precompute(texts, progress=self.progress)
         self.t_start = time.perf_counter()
         spe = self.steps_per_epoch
@@ -604,6 +608,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of every batch each metadata field is dropped for (default: the preset's, 0.5 "
                              "as in the paper)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any preset field, e.g. --set image.image_size=64 --set model.fusion.layers=2 "
+                             "(repeatable; the options above win over it)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="continue from OUT/last/ when it exists (default on)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
@@ -617,6 +624,7 @@ def config_from_args(args: argparse.Namespace) -> Sat2SoundConfig:
         cfg = get_preset(args.preset)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    cfg = set_values(cfg, getattr(args, "set", None) or [])
     return override_config(cfg, epochs=args.epochs, batch_size=args.batch_size, head=args.head,
                            metadata=False if args.no_metadata else None, seed=args.seed, lr=args.lr,
                            threads=args.threads, restart_epochs=args.restart_epochs,

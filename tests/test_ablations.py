@@ -32,3 +32,10 @@ def test_summary_compares_the_runs_at_the_same_epoch(tmp_path):
     assert "| global pooling + metadata (GeoCLAP/PSM-style) | 0.350 / 50 |" in text
     assert "codebook, no metadata | not trained to epoch 2 yet" in text
     assert set(data) == {"teacher", "ablation-global"} and "N=601" in text
+
+
+def test_summary_names_the_zooms_the_validation_covered(tmp_path):
+    _log(tmp_path / "teacher", [{"kind": "epoch", "epoch": 1, "val": {**_val(0.5), "zooms": [1, 3, 5]}}])
+    assert "mean over zooms 1 / 3 / 5" in summarise(tmp_path, 1)[0]
+    _log(tmp_path / "old" / "teacher", [{"kind": "epoch", "epoch": 1, "val": {**_val(0.5), "zoom": 1}}])
+    assert "), zoom 1, after 1 epochs" in summarise(tmp_path / "old", 1)[0]

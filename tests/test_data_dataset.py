@@ -103,6 +103,13 @@ def test_training_randomness_is_seeded_by_epoch(geo):
     assert not torch.equal(a["mel"], b["mel"])  # 3 s clip: another 2 s window
     ev = open_dataset(geo, "train", CFG)
     assert ev.jitter == 0 and torch.equal(ev[0]["mel"], open_dataset(geo, "train", CFG)[0]["mel"])
+    # turns and mirrors in training only: without jitter, a training item is a turned/mirrored evaluation item
+    assert CFG.image.flip_rotate
+    plain = ev[0]["image"]
+    turned = [open_dataset(geo, "train", CFG, train=True, jitter=0.0, seed=s)[0]["image"] for s in range(8)]
+    for img in turned:
+        assert any(torch.equal(img, torch.rot90(v, k, dims=(1, 2))) for v in (plain, plain.flip(2)) for k in range(4))
+    assert any(not torch.equal(img, plain) for img in turned)
 
 
 def test_collate_and_dataloader(geo):

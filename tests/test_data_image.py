@@ -16,6 +16,7 @@ from core.data.image_prep import (
     gsd_for,
     normalise,
     prepare_tile,
+    random_dihedral,
     resize,
     to_model_input,
     zooms_for,
@@ -127,3 +128,27 @@ def test_colour_jitter():
     assert np.array_equal(to_model_input(u8, IMAGENET_MEAN, IMAGENET_STD), normalise(u8, IMAGENET_MEAN, IMAGENET_STD))
     with pytest.raises(ValueError, match="rng"):
         to_model_input(u8, IMAGENET_MEAN, IMAGENET_STD, jitter=0.2)
+
+
+def _symmetries(img: np.ndarray) -> list[np.ndarray]:
+    return [np.rot90(v, k) for v in (img, img[:, ::-1]) for k in range(4)]
+
+
+def test_random_dihedral_draws_each_of_the_eight_symmetries_per_image():
+    tile = _coordinate_tile(6)  # every pixel distinct, so the 8 symmetries are 8 different arrays
+    batch = np.repeat(tile[None], 400, axis=0)
+    out = random_dihedral(batch, np.random.default_rng(0))
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    syms = _symmetries(tile)
+    which = [next(i for i, s in enumerate(syms) if np.array_equal(o, s)) for o in out]  # each one is a symmetry
+    counts = np.bincount(which, minlength=8)
+    assert counts.min() > 25  # all eight, roughly uniformly (expected 50 each)
+    again = random_dihedral(batch, np.random.default_rng(0))
+    assert np.array_equal(again, out)  # the generator decides
+    one = random_dihedral(tile, np.random.default_rng(3))
+    assert one.shape == tile.shape and any(np.array_equal(one, s) for s in syms)
+
+
+def test_random_dihedral_refuses_non_square_views():
+    with pytest.raises(ValueError, match="square"):
+        random_dihedral(np.zeros((4, 6, 3), np.uint8), np.random.default_rng(0))

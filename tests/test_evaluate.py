@@ -120,10 +120,16 @@ def test_report_numbers_match_a_direct_computation(report, checkpoint, tiny_worl
     assert row["i2a_r10"] == pytest.approx(i2a["r10"]) and row["i2a_mr"] == pytest.approx(i2a["mr"], abs=0.51)
     it = next(r for r in res["image_text"] if r["zoom"] == 3 and r["metadata"] == "hour")
     assert it["i2t_mr"] == pytest.approx(retrieval_report(img, cap)["mr"], abs=0.51)
-    # validation uses zoom 1 with all metadata: the same numbers as the report's row
+    # validation: all metadata at every zoom, the same numbers as the report's rows, and their mean
     val = validation_metrics(model, table)
-    row1 = next(r for r in res["retrieval"] if r["zoom"] == 1 and r["metadata"] == "all" and r["composed"] == "none")
-    assert val["i2a_r10"] == pytest.approx(row1["i2a_r10"]) and val["i2a_mr"] == pytest.approx(row1["i2a_mr"])
+    assert val["zooms"] == [1, 3, 5] and set(val["by_zoom"]) == {"1", "3", "5"}
+    for z in (1, 3, 5):
+        row = next(r for r in res["retrieval"] if r["zoom"] == z and r["metadata"] == "all" and r["composed"] == "none")
+        it = next(r for r in res["image_text"] if r["zoom"] == z and r["metadata"] == "all")
+        got = val["by_zoom"][str(z)]
+        assert got["i2a_r10"] == pytest.approx(row["i2a_r10"]) and got["i2a_mr"] == pytest.approx(row["i2a_mr"])
+        assert got["i2t_r10"] == pytest.approx(it["i2t_r10"])
+    assert val["i2a_r10"] == pytest.approx(np.mean([val["by_zoom"][z]["i2a_r10"] for z in ("1", "3", "5")]))
 
 
 def test_metadata_changes_the_image_embedding_only(report, checkpoint, tiny_world):

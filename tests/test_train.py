@@ -57,7 +57,8 @@ def test_training_writes_checkpoint_state_and_log(full_run):
     assert loaded.cfg.train.batch_size == 8 and loaded.cfg.train.epochs == 2 and loaded.cfg.name == "tiny"
     man = loaded.manifest
     assert set(man["val"]) >= {"i2a_r10", "i2a_mr", "i2t_r10", "i2t_mr"}
-    assert man["val"]["zoom"] == 1 and man["val"]["metadata"] == "all"
+    assert man["val"]["zooms"] == [1, 3, 5] and man["val"]["metadata"] == "all"
+    assert set(man["val"]["by_zoom"]) == {"1", "3", "5"} and "mean over zooms" in man["selected_by"]
     assert man["training"]["finished"] is True and man["training"]["step"] == man["training"]["total_steps"]
     assert man["training"]["samples_per_s"] > 0
     log = _log(out)
@@ -136,6 +137,9 @@ def test_non_finite_loss_stops_with_a_training_error(tiny_world, cache, tmp_path
 def test_bad_inputs(tiny_world, cache, tmp_path, capsys):
     assert cli_main(["train", "--preset", "huge", "--data", str(tiny_world), "--out", str(tmp_path / "o")]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert _train(tiny_world, tmp_path / "o", cache, "--set", "image.size=3") == 2
+    assert "unknown config key 'image.size'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
     assert _train(tmp_path / "nowhere", tmp_path / "o", cache) == 2
     assert "does not exist" in capsys.readouterr().err
     only_test = tmp_path / "only-test"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from core.config import get_preset
+from core.config import get_preset, set_values
 from core.errors import CheckpointError, ConfigError
 from core.run_state import flatten_optimizer, has_run_state, load_run_state, save_run_state, unflatten_optimizer
 from core.train import (
@@ -80,6 +80,35 @@ def test_config_overrides_go_through_replace():
     for bad in (-0.1, 1.0):
         with pytest.raises(ConfigError, match="metadata-drop"):
             override_config(cfg, metadata_drop=bad)
+
+
+def test_set_overrides_any_field_with_typed_values():
+    cfg = get_preset("default")
+    new = set_values(cfg, ["image.image_size=64", "image.patch_size=8", "model.fusion.layers=2",
+                           "model.codebook.head=global", "train.betas=[0.9, 0.99]", "train.lr=1",
+                           "image.flip_rotate=false", "image.zooms=[1, 3]"])
+    assert (new.image.image_size, new.image.patch_size, new.image.grid, new.image.flip_rotate) == (64, 8, 8, False)
+    assert new.model.fusion.layers == 2 and new.model.codebook.head == "global"
+    assert new.train.betas == (0.9, 0.99) and new.train.lr == 1.0 and isinstance(new.train.lr, float)
+    assert new.image.zooms == (1, 3)
+    assert cfg.image.image_size == 128 and cfg.model.fusion.layers == 1  # the preset itself is not changed
+    assert set_values(cfg, []) == cfg
+    bad = {
+        "image.size=3": "unknown config key 'image.size'.*image_size",
+        "image=3": "is a section",
+        "image.image_size.x=1": "is a value, not a section",
+        "image.image_size=1.5": "image.image_size must be of type int",
+        "image.flip_rotate=1": "must be of type bool",
+        "model.codebook.head=mean": "one of \\['codebook', 'global'\\]",
+        "train.betas=[1]": "needs 2 values",
+        "train.betas=0.9": "needs a JSON list",
+        "image.image_size=100": "not a multiple of image.patch_size 16",
+        "novalue": "KEY=VALUE",
+        "=3": "KEY=VALUE",
+    }
+    for item, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            set_values(cfg, [item])
 
 
 def test_config_differences_ignore_resumable_fields():

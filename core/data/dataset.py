@@ -1,9 +1,10 @@
 """The one loader: ``open_dataset(path, split, cfg)`` reads GeoSound, SoundingEarth and the embedded world alike.
 
 Rows are read lazily (one Parquet row group at a time, Arrow memory-mapped) and decoded per item: tile ->
-centre crop for the zoom -> bicubic resize -> (colour jitter when training) -> ImageNet normalisation; audio ->
-mono, resample, crop (random when training, centred otherwise) or zero-pad -> log-mel. Randomness comes from
-a generator seeded by (seed, epoch, row), so a run is reproducible whatever the DataLoader worker count.
+centre crop for the zoom -> bicubic resize -> (turns, mirrors, colour jitter when training) -> ImageNet
+normalisation; audio -> mono, resample, crop (random when training, centred otherwise) or zero-pad -> log-mel.
+Randomness comes from a generator seeded by (seed, epoch, row), so a run is reproducible whatever the DataLoader
+worker count.
 For many epochs on CPU, ``core.data.features.FeatureTable`` decodes every row once instead.
 """
 
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
 from core.config import Sat2SoundConfig
-from core.data.image_prep import prepare_tile, to_model_input
+from core.data.image_prep import prepare_tile, random_dihedral, to_model_input
 from core.data.layouts import RowReader, open_rows, row_dict
 from core.data.rows import RowDecoder
 from core.errors import ConfigError
@@ -110,6 +111,8 @@ class SoundscapeDataset(Dataset):
         meta = dec.meta(row, sample, index)
         zoom = int(dec.zooms[rng.integers(len(dec.zooms))]) if self.zoom == "random" else int(self.zoom)
         view = prepare_tile(dec.tile(row, sample, index), zoom, self.cfg.image.image_size, dec.imagery)
+        if self.train and self.cfg.image.flip_rotate:
+            view = random_dihedral(view, rng)
         image = to_model_input(view, self.cfg.image.mean, self.cfg.image.std, jitter=self.jitter, rng=rng)
         mel = dec.mel(row, sample, index, rng if self.train else None)
         return {

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from core.config import Sat2SoundConfig, to_dict
 from core.data.dataset import ZoomChoice, check_zoom
-from core.data.image_prep import prepare_tile, to_model_input
+from core.data.image_prep import prepare_tile, random_dihedral, to_model_input
 from core.data.layouts import open_rows, row_dict
 from core.data.rows import RowDecoder
 from core.errors import DataError
@@ -232,21 +232,23 @@ class FeatureTable:
         return [self._text["extra"][i] for i in self._pos]
 
     def batch(self, indices: Sequence[int] | np.ndarray, zoom: ZoomChoice = 1, rng: np.random.Generator | None = None,
-              jitter: float = 0.0) -> dict[str, Any]:
+              jitter: float = 0.0, flip_rotate: bool = False) -> dict[str, Any]:
         """The batch ``collate`` would make of these rows' items (centre-crop audio), with optional random zoom
-        (per row) and colour jitter drawn from ``rng``."""
+        (per row), random turns and mirrors of the views (``flip_rotate``) and colour jitter drawn from ``rng``."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size == 0:
             raise ValueError("cannot make an empty batch")
         pos = self._pos[idx]
         zoom = check_zoom(zoom, self.zooms)
-        if zoom == "random" or jitter > 0:
+        if zoom == "random" or jitter > 0 or flip_rotate:
             rng = rng if rng is not None else np.random.default_rng()
         if zoom == "random":
             zi = rng.integers(0, len(self.zooms), size=pos.size)
         else:
             zi = np.full(pos.size, self.zooms.index(zoom))
         views = self._arrays["images"][pos, zi]
+        if flip_rotate:
+            views = random_dihedral(views, rng)
         image = to_model_input(views, self.mean, self.std, jitter=jitter, rng=rng)
         zooms = np.asarray(self.zooms, dtype=np.int64)[zi]
         a = self._arrays

@@ -2,7 +2,8 @@
 
 A native tile is centre-cropped by zoom (Bing: 300/900/1500 px of 1500 for zoom 1/3/5, i.e. the fractions in
 ``core.schema.ZOOM_CROP_FRACTION``), resized bicubically (Pillow, antialiased when shrinking) to the model size,
-then normalised with ImageNet mean/std into float32 CHW. Training adds colour jitter on the resized image.
+then normalised with ImageNet mean/std into float32 CHW. Training adds random turns and mirrors
+(``random_dihedral``) and colour jitter on the resized image.
 """
 
 from __future__ import annotations
@@ -135,6 +136,26 @@ def colour_jitter(img: np.ndarray, strength: float, rng: np.random.Generator) ->
     grey = (x @ _LUMA)[..., None]
     x = np.clip(factors[2].reshape(shape) * x + (1.0 - factors[2].reshape(shape)) * grey, 0.0, 1.0)
     return x[0] if single else x
+
+
+def random_dihedral(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each square view turned by a random multiple of 90 degrees and mirrored half the time (the 8 symmetries of
+    the square, uniform), independently per image. A tile seen from above has no preferred orientation, so this
+    multiplies the views a small dataset shows without changing what can be heard there. (H, W, 3) or (B, H, W, 3).
+    """
+    x = np.asarray(img)
+    single = x.ndim == 3
+    if single:
+        x = x[None]
+    if x.shape[1] != x.shape[2]:
+        raise ValueError(f"random_dihedral needs square views, got {x.shape[1]}x{x.shape[2]}")
+    k = rng.integers(0, 8, size=x.shape[0])
+    out = np.empty_like(x)
+    for g in np.unique(k):
+        sel = k == g
+        v = x[sel][:, :, ::-1] if g >= 4 else x[sel]
+        out[sel] = np.rot90(v, int(g) % 4, axes=(1, 2))
+    return out[0] if single else out
 
 
 def to_model_input(img: np.ndarray, mean: Sequence[float], std: Sequence[float], *, jitter: float = 0.0,
