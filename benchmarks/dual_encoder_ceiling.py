@@ -30,6 +30,7 @@ import numpy as np
 
 from core.errors import DataError
 from core.schema import AUDIO_SOURCES
+from core.world.oracle import month_hour
 from core.world.shards import read_split
 from core.world.sounds import SOURCES
 from core.world.tiles import FINE_CLASSES
@@ -50,8 +51,7 @@ def place_features(table, setting: str) -> np.ndarray:
     parts = [np.sqrt(cover), lat / 90.0, np.sin(np.radians(lat)), np.cos(np.radians(lat))]
     if setting == "all":
         dates = table.column("date").to_pylist()
-        month = np.array([int(d[5:7]) for d in dates], dtype=np.float32)[:, None]
-        hour = np.array([int(d[11:13]) for d in dates], dtype=np.float32)[:, None]
+        month, hour = (np.array(v, dtype=np.float32)[:, None] for v in zip(*(month_hour(d) for d in dates)))
         platform = np.zeros((len(dates), len(AUDIO_SOURCES)), dtype=np.float32)
         for i, src in enumerate(table.column("source").to_pylist()):
             platform[i, AUDIO_SOURCES.index(src)] = 1.0

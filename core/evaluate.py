@@ -205,8 +205,8 @@ def validation_metrics(model: torch.nn.Module, table: Any, *, progress: bool = F
     by_zoom: dict[str, dict[str, float]] = {}
     for z in zooms:
         ia = image_audio_rows(emb["image"][(z, setting)], emb["audio"], emb["audio_caption"], ("none",))[0]
-        it = image_text_row(emb["image"][(z, setting)], emb["image_caption"][z])
-        by_zoom[str(z)] = {k: float({**ia, **it}[k]) for k in VALIDATION_KEYS}
+        row = {**ia, **image_text_row(emb["image"][(z, setting)], emb["image_caption"][z])}
+        by_zoom[str(z)] = {k: float(row[k]) for k in VALIDATION_KEYS}
     mean = {k: float(np.mean([row[k] for row in by_zoom.values()])) for k in VALIDATION_KEYS}
     return {**mean, "by_zoom": by_zoom, "n": len(table), "zooms": zooms, "metadata": setting}
 

@@ -10,7 +10,6 @@ import pytest
 from core.errors import ConfigError
 from core.world.captions import image_caption
 from core.world.oracle import (
-    _month_hour,
     _OrderedPicks,
     audio_resampling_oracle,
     caption_generator_inputs,
@@ -20,6 +19,7 @@ from core.world.oracle import (
     caption_sources,
     draw_recording,
     full_tile_fractions,
+    month_hour,
     place_mixture,
     recording_distribution,
     recording_signature,
@@ -101,7 +101,7 @@ def test_recordings_are_replayed_exactly(tiny_world, tiny_cfg):
         np.testing.assert_allclose(full, cols["gt_cover_fractions"][r], atol=1e-6)
         # make_sample's rng: the first recording drawn with it is the stored one, platform, month and hour included
         got = draw_recording(full, cols["latitude"][r], np.random.default_rng([w.seed, index, 1]))
-        assert (got["source"], got["month"], got["hour"]) == (cols["source"][r], *_month_hour(cols["date"][r]))
+        assert (got["source"], got["month"], got["hour"]) == (cols["source"][r], *month_hour(cols["date"][r]))
         assert got["present"] == cols["gt_present"][r]
         np.testing.assert_allclose(got["levels"], cols["gt_levels_db"][r])
 

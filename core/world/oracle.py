@@ -490,7 +490,7 @@ class _OrderedPicks:
         return np.bincount(row_group, weights=row_p, minlength=n_groups)[rec_group]
 
 
-def _month_hour(date: str) -> tuple[int, int]:
+def month_hour(date: str) -> tuple[int, int]:
     """(month, hour) of a world date "YYYY-MM-DD HH:MM:SS"."""
     try:
         month, hour = int(date[5:7]), int(date[11:13])
@@ -569,7 +569,7 @@ def audio_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "tes
         raise DataError(f"split {split!r} has no recordings, or one with no sources", field="gt_present")
     fulls = [full_tile_fractions(lat, lon, tile_px, ground_m, seed)
              for lat, lon in _places(list(zip(cols["latitude"], cols["longitude"])), "audio oracle: tiles", progress)]
-    known = [(src, *_month_hour(date)) for src, date in zip(cols["source"], cols["date"])]
+    known = [(src, *month_hour(date)) for src, date in zip(cols["source"], cols["date"])]
     out: dict[str, object] = {"n": len(fulls), "k": int(k), "split": split}
     for meta in dict.fromkeys(bool(m) for m in metadata):
         name = "meta" if meta else "no_meta"
