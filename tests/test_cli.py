@@ -27,6 +27,15 @@ def test_top_level_help_is_quick_and_torch_free():
     assert out.strip() == "False"
 
 
+def test_loading_the_text_tower_prints_no_third_party_noise():
+    """transformers pulls in torchao, whose CUDA-kernel and pytree warnings are quieted by ``core``'s import."""
+    code = ("import core; from core.model.text_backbone import get_text_backbone; "
+            "print(get_text_backbone('minilm-l6', 16).encode(['birds sing'])[0].shape[-1])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "384"
+    assert "Failed to load" not in run.stderr and "Enum subclass" not in run.stderr
+
+
 def test_negative_coordinates_are_glued_to_their_option():
     assert _glue_negative_values(["map", "--bbox", "-125,24,-66,50", "--zoom", "1"]) == [
         "map", "--bbox=-125,24,-66,50", "--zoom", "1"]
