@@ -75,13 +75,13 @@ def diagnose(ckpt: str | Path, data: str | Path, *, split: str = "test", zoom: i
     from core.metrics import retrieval_report
     from core.world.shards import read_split
 
+    if isinstance(caption_draws, bool) or not isinstance(caption_draws, int) or caption_draws < 0:
+        raise ConfigError(f"caption draws must be a whole number >= 0, got {caption_draws!r}")
     data = Path(data)
     model = load_checkpoint(ckpt).model
     table = FeatureTable.build(data, split, model.cfg, progress=progress)
     if zoom not in table.zooms:
         raise DataError(f"zoom {zoom} is not in the data (zooms {list(table.zooms)})", field="zoom")
-    if isinstance(caption_draws, bool) or not isinstance(caption_draws, int) or caption_draws < 0:
-        raise ConfigError(f"caption draws must be a whole number >= 0, got {caption_draws!r}")
     cols = read_split(data, split, columns=["sample_id", "gt_present", "latitude", "longitude"]).to_pydict()
     if list(cols["sample_id"]) != list(table.sample_ids):
         raise DataError("the split's rows and the feature table disagree on the sample order", path=data)
