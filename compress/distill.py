@@ -315,9 +315,8 @@ class Distiller:
 
     # --------------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
-        from tqdm.auto import tqdm
-
-        from core.train import epoch_order
+        from core.epoch_loop import run_epochs
+        from core.train import _update_manifest
 
         tc = self.cfg.train
         if self.resumed:
@@ -329,43 +328,8 @@ class Distiller:
             return self._result(None)
         self.t_start = time.perf_counter()
         self._train_mode()
-        stopped, bar = None, None
-        try:
-            while self.step < self.total_steps and stopped is None:
-                epoch, epoch_step = divmod(self.step, self.steps_per_epoch)
-                order = epoch_order(self.n_train, tc.seed, epoch)
-                bar = tqdm(total=self.steps_per_epoch, initial=epoch_step, desc=f"distill {epoch + 1}/{tc.epochs}",
-                           unit="step", disable=not self.progress, dynamic_ncols=True)
-                t_epoch, seen = time.perf_counter(), 0
-                while epoch_step < self.steps_per_epoch:
-                    loss, lr = self.train_step(order[epoch_step * self.batch:(epoch_step + 1) * self.batch])
-                    epoch_step += 1
-                    seen += self.batch
-                    rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
-                    bar.update(1)
-                    if self.step % self.log_every == 0:
-                        self.log.write({"kind": "step", "epoch": epoch + 1, "step": self.step, "loss": loss,
-                                        "lr": lr, "samples_per_s": round(rate, 2)})
-                    if self.max_steps is not None and self.step >= self.max_steps and epoch_step < self.steps_per_epoch:
-                        stopped = "max_steps"
-                        break
-                bar.close()
-                bar = None
-                if stopped is None:
-                    self.end_of_epoch(epoch, time.perf_counter() - t_epoch, seen)
-                    if self.max_steps is not None and self.step >= self.max_steps and self.step < self.total_steps:
-                        stopped = "max_steps"
-                else:
-                    self.save_last()
-        except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            self.save_last()
-            raise
+        stopped = run_epochs(self, seed=tc.seed, epochs=tc.epochs, desc="distill")
         if stopped is None:
-            from core.train import _update_manifest
-
             _update_manifest(self.out, {"training": {**self.summary(), "finished": True}})
         return self._result(stopped)
 

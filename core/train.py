@@ -52,6 +52,7 @@ import torch
 import torch.distributed as dist
 
 from core.config import Sat2SoundConfig, get_preset, set_values
+from core.epoch_loop import run_epochs
 from core.errors import ConfigError, DataError, Sat2SoundError, TrainingError
 from core.evaluate import validation_metrics
 from core.losses import MAX_LOG_SCALE, sat2sound_loss
@@ -217,10 +218,6 @@ def broadcast_parameters(model: torch.nn.Module, world: int) -> None:
 
 def _seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
 
 
 def _to_model_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -523,8 +520,6 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
-        from tqdm.auto import tqdm
-
         ddp, tc = self.ddp, self.cfg.train
         if self.resumed and ddp.main:
             print(f"sat2sound train: resuming from {self.last_dir} at step {self.step}/{self.total_steps}",
@@ -544,42 +539,9 @@ class Trainer:
             # interrupted between an epoch's last step and its end-of-epoch work: finish that first
             self.end_of_epoch(self.step // spe - 1, 0.0, 0)
         self.model.train()
-        stopped, bar = None, None
-        try:
-            while self.step < self.total_steps and stopped is None:
-                epoch, epoch_step = divmod(self.step, self.steps_per_epoch)
-                order = epoch_order(self.n_train, tc.seed, epoch)
-                bar = tqdm(total=self.steps_per_epoch, initial=epoch_step, desc=f"epoch {epoch + 1}/{tc.epochs}",
-                           unit="step", disable=not self.progress, dynamic_ncols=True)
-                t_epoch, seen = time.perf_counter(), 0
-                while epoch_step < self.steps_per_epoch:
-                    glob = order[epoch_step * self.batch:(epoch_step + 1) * self.batch]
-                    loss, lr = self.train_step(glob[ddp.rank::ddp.world])
-                    epoch_step += 1
-                    seen += self.batch
-                    rate = seen / max(time.perf_counter() - t_epoch, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", sps=f"{rate:.1f}")
-                    bar.update(1)
-                    if self.step % self.log_every == 0:
-                        self.log.write({"kind": "step", "epoch": epoch + 1, "step": self.step, "loss": loss, "lr": lr,
-                                        "grad_norm": round(self.grad_norm, 4), "samples_per_s": round(rate, 2)})
-                    if self.max_steps is not None and self.step >= self.max_steps and epoch_step < self.steps_per_epoch:
-                        stopped = "max_steps"
-                        break
-                bar.close()
-                bar = None
-                if stopped is None:
-                    self.end_of_epoch(epoch, time.perf_counter() - t_epoch, seen)
-                    if self.max_steps is not None and self.step >= self.max_steps and self.step < self.total_steps:
-                        stopped = "max_steps"
-                else:
-                    self.save_last()
-                    ddp.barrier()
-        except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            self.save_last()  # the state after the last completed step; the CLI then reports the interrupt
-            raise
+        stopped = run_epochs(self, seed=tc.seed, epochs=tc.epochs, desc="epoch",
+                             select=lambda idx: idx[ddp.rank::ddp.world],
+                             step_extras=lambda: {"grad_norm": round(self.grad_norm, 4)}, after_save=ddp.barrier)
         if ddp.main and stopped is None:
             _update_manifest(self.out, {"training": {**self.summary(), "finished": True}})
         ddp.barrier()

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from core.config import get_preset, set_values
+from core.epoch_loop import epoch_order, run_epochs
 from core.errors import CheckpointError, ConfigError
 from core.run_state import flatten_optimizer, has_run_state, load_run_state, save_run_state, unflatten_optimizer
 from core.train import (
     JsonlLog,
     config_differences,
-    epoch_order,
     is_better,
     lr_at,
     make_optimizer,
@@ -221,3 +221,72 @@ def test_best_checkpoint_selection_rule():
     assert not is_better({"i2a_r10": 0.1, "i2a_mr": 1.0}, best)
     assert is_better({"i2a_r10": 0.2, "i2a_mr": 4.5}, best)  # tie -> lower median rank
     assert not is_better({"i2a_r10": 0.2, "i2a_mr": 5.0}, best)  # full tie keeps the earlier one
+
+
+class _CountingRun:
+    """The smallest run :func:`run_epochs` drives: it records what it is asked to do."""
+
+    def __init__(self, n_train=10, batch=4, epochs=3, max_steps=None, interrupt_at=None):
+        self.step, self.n_train, self.batch, self.max_steps = 0, n_train, batch, max_steps
+        self.steps_per_epoch = n_train // batch
+        self.total_steps = self.steps_per_epoch * epochs
+        self.progress, self.log_every = False, 1
+        self.interrupt_at = interrupt_at
+        self.seen, self.epochs_ended, self.saves, self.records = [], [], 0, []
+        self.log = self
+
+    def write(self, record):
+        self.records.append(record)
+
+    def train_step(self, idx):
+        if self.step == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.seen.append(list(idx))
+        self.step += 1
+        return 1.0 / self.step, 1e-3
+
+    def end_of_epoch(self, epoch, seconds, samples):
+        self.epochs_ended.append((epoch, samples))
+
+    def save_last(self):
+        self.saves += 1
+
+
+def test_run_epochs_walks_each_epoch_in_its_seeded_order_and_picks_this_ranks_share():
+    run = _CountingRun()
+    assert run_epochs(run, seed=3, epochs=3, desc="t", select=lambda idx: idx[1::2],
+                      step_extras=lambda: {"grad_norm": 0.5}) is None
+    assert run.step == 6 and [e for e, _ in run.epochs_ended] == [0, 1, 2]
+    assert all(samples == 8 for _, samples in run.epochs_ended)  # samples count the global batch
+    order = epoch_order(10, 3, 1)
+    assert run.seen[2] == list(order[0:4][1::2]) and run.seen[3] == list(order[4:8][1::2])
+    assert run.records[0] == {"kind": "step", "epoch": 1, "step": 1, "loss": 1.0, "lr": 1e-3, "grad_norm": 0.5,
+                              "samples_per_s": run.records[0]["samples_per_s"]}
+    assert run.saves == 0  # saving at the epoch end is the run's own end_of_epoch
+
+
+def test_run_epochs_stops_at_max_steps_mid_epoch_and_saves():
+    run, barriers = _CountingRun(max_steps=3), []
+    assert run_epochs(run, seed=0, epochs=3, desc="t", after_save=lambda: barriers.append(1)) == "max_steps"
+    assert run.step == 3 and [e for e, _ in run.epochs_ended] == [0] and run.saves == 1 and barriers == [1]
+
+
+def test_run_epochs_stops_at_max_steps_on_an_epoch_boundary_after_the_epoch_end():
+    run = _CountingRun(max_steps=4)
+    assert run_epochs(run, seed=0, epochs=3, desc="t") == "max_steps"
+    assert run.step == 4 and [e for e, _ in run.epochs_ended] == [0, 1] and run.saves == 0
+
+
+def test_run_epochs_saves_the_last_completed_step_on_ctrl_c_and_reraises():
+    run = _CountingRun(interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_epochs(run, seed=0, epochs=3, desc="t")
+    assert run.step == 3 and run.saves == 1
+
+
+def test_run_epochs_resumes_mid_epoch_where_the_order_left_off():
+    run = _CountingRun()
+    run.step = 3  # resumed after epoch 2's first step
+    run_epochs(run, seed=0, epochs=3, desc="t")
+    order = epoch_order(10, 0, 1)
+    assert run.seen[0] == list(order[4:8]) and run.step == 6
