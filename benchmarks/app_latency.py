@@ -3,7 +3,7 @@
     python -m benchmarks.app_latency [--bundle DIR] [--taps 100] [--runtime onnx] [--out runs/app_latency.json]
 
 Without ``--bundle`` it builds (once, reused afterwards) a demo bundle from an untrained ``--preset`` model
-(mobile_app.demo_bundle: real export, gallery and map code) under ``runs/app-latency-<preset>/``; latency does not
+(bundle.demo: real export, gallery and map code) under ``runs/app-latency-<preset>/``; latency does not
 depend on the weights' values. Measured, each in fresh processes where it matters:
 
 - ``cold_open``: a new process imports the device code and opens the bundle (full SHA-256 check, map, gallery,
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bundle:
         bundle = Path(args.bundle)
     else:
-        from mobile_app.demo_bundle import DEMO_REGION, build_demo
+        from bundle.demo import DEMO_REGION, build_demo
 
         work = REPO / "runs" / f"app-latency-{args.preset}"
         bundle = build_demo(work, preset=args.preset, region=DEMO_REGION, force=False, export_via_cli=False,

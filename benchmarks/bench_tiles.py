@@ -1,7 +1,7 @@
 """Tile preprocessing: a native aerial tile -> the image tower's input, and the app's view read from MBTiles.
 
-- ``prepare``: centre crop by zoom, bicubic resize, ImageNet normalisation (core.data.image_prep, what training and
-  the build side do) on a tile of the embedded world (core.world.tiles.render_tile) at the preset's native size;
+- ``prepare``: centre crop by zoom, bicubic resize, ImageNet normalisation (contracts.image_prep, what training and
+  the build side do) on a tile of the embedded world (world.tiles.render_tile) at the preset's native size;
 - ``view``: the device's path, mobile_app.place: stitch the tapped place's view from the bundle's MBTiles, resize,
   and build the tower's named inputs with the metadata fields.
 """
@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.data.image_prep import normalise, prepare_tile
-from core.schema import ZOOMS
+from contracts.image_prep import normalise, prepare_tile
+from contracts.schema import ZOOMS
 
 
 @pytest.fixture(scope="module")
 def tile(bench_cfg: Any) -> np.ndarray:
-    from core.world.tiles import render_tile
+    from world.tiles import render_tile
 
     w = bench_cfg.world
     return render_tile(47.667, 9.175, px=w.tile_px, ground_m=w.tile_ground_m, seed=w.seed).rgb

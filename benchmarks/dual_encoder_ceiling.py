@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError
-from core.schema import AUDIO_SOURCES
-from core.world.oracle import month_hour
-from core.world.shards import read_split
-from core.world.sounds import SOURCES
-from core.world.tiles import FINE_CLASSES
+from contracts.errors import DataError
+from contracts.schema import AUDIO_SOURCES
+from world.oracle import month_hour
+from world.shards import read_split
+from world.sounds import SOURCES
+from world.tiles import FINE_CLASSES
 
 COLUMNS = ["gt_cover_fractions", "gt_present", "gt_levels_db", "latitude", "date", "source"]
 SETTINGS = ("none", "all")

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.teacher_embeddings import ZOOMS, _embed_texts, teacher_data
     from core.checkpoint import load_checkpoint, read_manifest
-    from core.world.shards import read_split
+    from world.shards import read_split
 
     data = teacher_data(args.teacher, args.world, args.n, args.queries, args.seed, args.cache,
                         progress=not args.no_progress)

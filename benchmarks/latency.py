@@ -249,9 +249,9 @@ def load_models(preset: str, run: Path | None, roles: tuple[str, ...], *, seed: 
     """
     import torch
 
+    from contracts.errors import CheckpointError
     from core.checkpoint import fingerprint_state, load_checkpoint
     from core.config import get_preset
-    from core.errors import CheckpointError
     from core.model import build_model
 
     notes = notes if notes is not None else []
@@ -682,12 +682,12 @@ def bundle_trained(bundle: Path, run: Path | None) -> bool | None:
 def resolve_bundle(bundle: Path | None, run: Path | None, preset: str, work: Path, quick: bool,
                    progress: bool = True) -> tuple[Path, bool | None, str]:
     """(bundle folder, trained? (None: unknown), where from): ``--bundle``, the run's bundle, or a demo bundle of an
-    untrained student (mobile_app.demo_bundle: the real export, gallery and map code) built once under ``work``."""
+    untrained student (bundle.demo: the real export, gallery and map code) built once under ``work``."""
     if bundle is not None:
         return bundle, bundle_trained(bundle, run), str(bundle)
     if run is not None and _manifest(run / "bundle") is not None:
         return run / "bundle", bundle_trained(run / "bundle", run), str(run / "bundle")
-    from mobile_app.demo_bundle import DEMO_REGION, TEST_BUNDLE_OPTIONS, TEST_REGION, build_demo
+    from bundle.demo import DEMO_REGION, TEST_BUNDLE_OPTIONS, TEST_REGION, build_demo
 
     model_preset = student_preset(preset) or preset
     region, options = (TEST_REGION, TEST_BUNDLE_OPTIONS) if quick else (DEMO_REGION, {})

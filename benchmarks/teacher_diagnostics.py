@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, DataError, Sat2SoundError
+from contracts.errors import ConfigError, DataError, Sat2SoundError
 
 
 def clean_captions(presents: list[list[str]], seed: int = 0) -> list[str]:
     """One Qwen-style caption per recording naming exactly its sources, loudest first ("The audio features birds
     chirping, accompanied by wind blowing in the background.")."""
-    from core.world.captions import audio_caption
+    from world.captions import audio_caption
 
     rng = np.random.default_rng(seed)
     if any(not p for p in presents):
@@ -52,8 +52,8 @@ def fresh_image_captions(data: Path, places: list[tuple[float, float]], zoom: in
     crop, plausible sources and cover (world seed and tile size from ``data``'s world.json), other random streams."""
     from tqdm.auto import tqdm
 
-    from core.world.captions import image_caption
-    from core.world.oracle import _world_params, caption_generator_inputs
+    from world.captions import image_caption
+    from world.oracle import _world_params, caption_generator_inputs
 
     seed, tile_px, ground_m = _world_params(data, None)
     out = []
@@ -73,7 +73,7 @@ def diagnose(ckpt: str | Path, data: str | Path, *, split: str = "test", zoom: i
     from core.data.features import FeatureTable
     from core.evaluate import _embed_texts, embed_table
     from core.metrics import retrieval_report
-    from core.world.shards import read_split
+    from world.shards import read_split
 
     if isinstance(caption_draws, bool) or not isinstance(caption_draws, int) or caption_draws < 0:
         raise ConfigError(f"caption draws must be a whole number >= 0, got {caption_draws!r}")

@@ -82,7 +82,7 @@ def teacher_data(ckpt: Path, world: Path, n: int, q: int, seed: int, cache_root:
     from core.checkpoint import load_checkpoint
     from core.maps.grid import BBox, make_grid
     from core.maps.region import MetaOptions, embed_region
-    from core.world.shards import read_split
+    from world.shards import read_split
 
     loaded = load_checkpoint(ckpt)
     fp = loaded.fingerprint[:12]

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from compress.onnx_feeds import audio_feed, image_feed, text_feed
+from contracts.errors import DataError
+from contracts.schema import META_FIELDS
 from core.config import Sat2SoundConfig
-from core.errors import DataError
-from core.schema import META_FIELDS
 
 CALIB_SPLITS: tuple[str, ...] = ("train", "validation")
 

@@ -40,8 +40,8 @@ import torch
 from compress.distill_loss import AFFINITY_PAIRS, DistillWeights, distill_loss
 from compress.student import STUDENT_TEACHER, build_student, check_teacher_fits, freeze_copied, frozen_modules_eval
 from compress.teacher_targets import load_or_compute_targets
+from contracts.errors import CheckpointError, ConfigError, DataError, TrainingError
 from core.config import Sat2SoundConfig, get_preset
-from core.errors import CheckpointError, ConfigError, DataError, TrainingError
 
 LAST_DIR = "last"
 LOG_FILE = "distill_log.jsonl"

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 SCHEMES: tuple[str, ...] = ("dynamic", "static", "weight-only")
 QUANT_OPS: tuple[str, ...] = ("MatMul", "Gemm", "Gather")

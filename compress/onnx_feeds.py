@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from contracts.schema import META_FIELDS
 from core.config import Sat2SoundConfig
-from core.schema import META_FIELDS
 
 IMAGE_FLOATS = ("image", "zoom", "gsd", "lat", "lon", "month", "hour", "meta_mask")
 IMAGE_INTS = ("audio_source", "caption_source")

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from compress.int8 import MIN_PARITY, SCHEMES, cpu_int8_quirks, quantize_tower
+from contracts.errors import ConfigError, DataError, Sat2SoundError
 from core.artifacts import move_into_place
-from core.errors import ConfigError, DataError, Sat2SoundError
 
 INT8_KIND = "sat2sound-int8"
 QUANT_FILE = "quantization.json"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import CheckpointError, ConfigError
+from contracts.errors import CheckpointError, ConfigError
 
 TARGETS = {"retention_pct": 95.0, "size_ratio": 5.0, "speed_ratio": 3.0}
 METRICS = ("i2a_r10", "i2a_mr", "a2i_r10", "a2i_mr", "i2t_r10", "i2t_mr")

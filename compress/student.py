@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from contracts.errors import CheckpointError
 from core.config import Sat2SoundConfig
-from core.errors import CheckpointError
 from core.model import Sat2Sound, build_model
 
 # Which teacher preset each student preset was sized against (used for messages; the check itself is structural).

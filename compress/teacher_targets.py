@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from core.schema import META_FIELDS
+from contracts.schema import META_FIELDS
 
 TARGETS_FILE = "teacher_targets.safetensors"
 FORMAT = "sat2sound-teacher-targets/1"

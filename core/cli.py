@@ -14,11 +14,11 @@ import os
 import re
 import sys
 
-from core.errors import Sat2SoundError
+from contracts.errors import Sat2SoundError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("core.world.cli", "build the embedded world dataset, or inspect/validate a dataset folder"),
+    "data": ("core.data.cli", "build the embedded world dataset, or inspect/validate a dataset folder"),
     "train": ("core.train", "train the full-precision Sat2Sound teacher"),
     "evaluate": ("core.evaluate", "retrieval metrics (R@10%%, median rank) the paper's way"),
     "map": ("core.maps.cli", "soundscape map of a region for a text or audio query"),
@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compress-report": ("compress.report", "teacher vs student vs int8: size, speed, retrieval"),
     "export": ("export.cli", "export towers to ONNX / ORT / Core ML / TFLite with parity checks"),
     "gallery": ("gallery.cli", "build or query a soundscape caption+clip gallery"),
-    "bundle": ("mobile_app.bundle_cli", "gather a verified offline bundle for the device app"),
+    "bundle": ("bundle.cli", "gather a verified offline bundle for the device app"),
     "app": ("mobile_app.__main__", "run the offline Kivy app on a bundle"),
     "pipeline": ("core.pipeline", "run the whole chain on the embedded default, resuming finished stages"),
 }

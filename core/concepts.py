@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                "top_codes": [{"code": int(c), "mean_weight": float(mean_w[c]), "used_by": float(usage[c])}
                              for c in ranked],
                "groups": []}
-    from core.world.tiles import FINE_CLASSES
+    from world.tiles import FINE_CLASSES
 
     for code, members in groups:
         fr = [np.asarray(extras[i].get("gt_cover_fractions") or [], np.float32) for i in members]

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.errors import ConfigError
-from core.schema import ZOOMS
+from contracts.errors import ConfigError
+from contracts.schema import ZOOMS
+from world.config import WorldConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,22 +65,6 @@ class ImageConfig:
     @property
     def n_patches(self) -> int:
         return self.grid * self.grid
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """The embedded world: a deterministic synthetic GeoSound built on the real MODIS land cover."""
-
-    seed: int = 0
-    n_samples: int = 6000
-    tile_px: int = 320  # native tile side; zoom 5 sees all of it, zoom 1 the centre fifth
-    tile_ground_m: float = 900.0  # ground side of the native tile (Bing: 1500 px x 0.6 m)
-    nominal_gsd_m: float = 0.6  # GSD the tile stands for (Bing), used by the GSD positional encoding
-    cell_deg: float = 2.0  # side of the geographic cells that splits are drawn by
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / validation / test
-    shard_size: int = 1000  # samples per Parquet shard
-    audio_format: Literal["ogg", "flac", "wav"] = "ogg"
-    jpeg_quality: int = 90
 
 
 @dataclass(frozen=True)
@@ -385,6 +370,16 @@ def _student_paper() -> Sat2SoundConfig:
     )
 
 
-PRESETS["student-tiny"] = _student_tiny
-PRESETS["student-default"] = _student_default
-PRESETS["student-paper"] = _student_paper
+# The one teacher -> student preset mapping: which teacher preset each student preset was sized against.
+STUDENT_OF_TEACHER: dict[str, str] = {"tiny": "student-tiny", "default": "student-default", "paper": "student-paper"}
+PRESETS.update({"student-tiny": _student_tiny, "student-default": _student_default, "student-paper": _student_paper})
+
+
+def student_preset_for(teacher_preset: str) -> str | None:
+    """The student preset sized for a teacher preset (``student-default`` for ``default``), or None."""
+    return STUDENT_OF_TEACHER.get(teacher_preset)
+
+
+def teacher_preset_of(student_preset: str) -> str | None:
+    """The teacher preset a student preset was sized against, or None for a name that is no student preset."""
+    return next((t for t, s in STUDENT_OF_TEACHER.items() if s == student_preset), None)

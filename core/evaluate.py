@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
+from contracts.schema import META_FIELDS
 from core.metrics import CHANCE_R10, chance_recall_at_percent, compose, retrieval_report
-from core.schema import META_FIELDS
 
 META_SETTINGS_ORDER: tuple[str, ...] = ("none", *META_FIELDS, "all")
 COMPOSED_MODES: tuple[str, ...] = ("none", "audio", "query")

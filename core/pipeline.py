@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import Sat2SoundError
+from contracts.errors import Sat2SoundError
 
 # The map regions the pipeline draws: the contiguous USA (country scale, Figure 3c) and a city-scale box.
 USA_BBOX = "-125,24.5,-66.5,49.5"

@@ -47,7 +47,7 @@ def _world(run: Path) -> tuple[str | None, dict]:
     oracle = _json(run / "eval" / "oracle.json")
     if oracle is None and (run / "world" / "world.json").exists():
         try:
-            from core.world.oracle import oracle_r10
+            from world.oracle import oracle_r10
 
             oracle = oracle_r10(run / "world", split="test")
             (run / "eval").mkdir(parents=True, exist_ok=True)

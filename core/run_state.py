@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import CheckpointError
+from contracts.errors import CheckpointError
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"

@@ -51,9 +51,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from contracts.errors import ConfigError, DataError, Sat2SoundError, TrainingError
 from core.config import Sat2SoundConfig, get_preset, set_values
 from core.epoch_loop import run_epochs
-from core.errors import ConfigError, DataError, Sat2SoundError, TrainingError
 from core.evaluate import validation_metrics
 from core.losses import MAX_LOG_SCALE, sat2sound_loss
 from core.run_state import has_run_state, load_run_state, read_progress, save_run_state

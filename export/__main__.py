@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from core.errors import Sat2SoundError
+from contracts.errors import Sat2SoundError
 from export import cli
 
 

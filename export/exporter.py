@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from contracts.errors import CheckpointError, ConfigError
 from core.artifacts import move_into_place
-from core.errors import CheckpointError, ConfigError
 from export.manifest import MANIFEST_FILE, SCHEMA, copy_tokenizer, file_entry, preprocessing, sha256_path
 from export.parity import (
     PARITY_BATCH,

@@ -13,8 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS, ZOOM_CROP_FRACTION
 from core.config import Sat2SoundConfig
-from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS, ZOOM_CROP_FRACTION
 
 SCHEMA = "sat2sound-export/1"
 MANIFEST_FILE = "manifest.json"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import Sat2SoundError
+from contracts.errors import Sat2SoundError
 
 FP32_MIN_COSINE = 0.9999
 INT8_MEAN_COSINE = 0.99

@@ -13,7 +13,7 @@ Towers:
   head in one graph, so a device needs only the tokenizer.
 
 Metadata semantics: every image tower takes all metadata inputs. ``meta_mask`` (B, 5) says which fields are given
-(1) and which are missing (0), in the order of ``core.schema.META_FIELDS``; a model trained without metadata
+(1) and which are missing (0), in the order of ``contracts.schema.META_FIELDS``; a model trained without metadata
 ignores them (they are still graph inputs, so one app works with both).
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS
 from core.config import Sat2SoundConfig
 from core.model.transformer import MASK_BIAS
-from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS
 
 IMAGE_INPUTS = ("image", "zoom", "gsd", "lat", "lon", "month", "hour", "audio_source", "caption_source", "meta_mask")
 TOWERS = ("image", "image_grounding", "audio", "audio_wave", "text")

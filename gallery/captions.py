@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import DataError
-from core.schema import SPLITS, normalise_split
+from contracts.errors import DataError
+from contracts.schema import SPLITS, normalise_split
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 CLIPS_CSV = "clips.csv"

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.errors import DataError
+from contracts.errors import DataError
 from gallery.errors import GalleryError
 from gallery.layout import CLIP_FORMATS, HNSW_EF_CONSTRUCTION, HNSW_M, KINDS
 
@@ -92,7 +92,7 @@ def _build(args: argparse.Namespace) -> int:
         raise GalleryError(f"--seconds must be positive, got {args.seconds}")
     splits = None
     if args.split:
-        from core.schema import normalise_split
+        from contracts.schema import normalise_split
 
         try:
             splits = tuple(normalise_split(s) for s in args.split.split(",") if s.strip())

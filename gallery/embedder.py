@@ -12,10 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.errors import DataError
+from contracts.schema import (
+    AUDIO_SOURCES,
+    CAPTION_SOURCES,
+    META_FIELDS,
+    normalise_audio_source,
+    normalise_caption_source,
+)
 from core.checkpoint import load_checkpoint
 from core.data.audio_frontend import LogMel, crop_or_pad, resample
-from core.errors import DataError
-from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, META_FIELDS, normalise_audio_source, normalise_caption_source
 
 
 class TeacherEmbedder:
@@ -85,7 +91,7 @@ class TeacherEmbedder:
                     use_location: bool = True) -> np.ndarray:
         """(dim,) embedding of the embedded world's tile at (lat, lon), seen at ``zoom``, with the metadata given.
 
-        The tile is rendered by core.world.tiles.render_tile from the checkpoint's world config, cropped for the
+        The tile is rendered by world.tiles.render_tile from the checkpoint's world config, cropped for the
         zoom and preprocessed as in training; unspecified metadata fields are masked (the model was trained with
         random fields dropped, so any subset is valid).
         """
@@ -93,8 +99,8 @@ class TeacherEmbedder:
 
         from PIL import Image
 
-        from core.data.image_prep import decode_image, gsd_for, normalise, prepare_tile
-        from core.world.tiles import render_tile
+        from contracts.image_prep import decode_image, gsd_for, normalise, prepare_tile
+        from world.tiles import render_tile
 
         cfg = self.cfg
         if zoom not in cfg.image.zooms:

@@ -1,7 +1,7 @@
 """Renderers turn a caption into the clip the gallery plays for it.
 
 - ``procedural`` (the embedded default): the world's own sound synthesis plays the sources a caption names
-  (``core.world.sounds.sources_in_text`` + ``render_scene``), seeded from the caption's content id, so the same caption
+  (``world.sounds.sources_in_text`` + ``render_scene``), seeded from the caption's content id, so the same caption
   always renders the same clip. This stands in for the paper's TangoFlux, which needs a GPU and weights we lack.
 - ``import``: clips made elsewhere (e.g. TangoFlux, 10 s at 44.1 kHz), mapped to captions by a CSV or a folder; they
   are decoded, mixed to mono, resampled to the gallery rate and cut to at most ``seconds``.
@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.errors import DataError
+from contracts.errors import DataError
 from gallery.captions import CaptionRecord
 from gallery.errors import GalleryError
 
@@ -50,9 +50,9 @@ class ProceduralRenderer:
     def _sounds():
         # Imported on use (not stored): the renderer is pickled into worker processes.
         try:
-            from core.world import sounds
+            from world import sounds
         except ImportError as exc:
-            raise GalleryError(f"the procedural renderer needs core.world.sounds ({exc})") from None
+            raise GalleryError(f"the procedural renderer needs world.sounds ({exc})") from None
         return sounds
 
     def prepare(self, records: list[CaptionRecord]) -> None:

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_app(args: argparse.Namespace):
     """Set Kivy's environment from the arguments, then build the app object (Kivy is imported here, not before)."""
-    from core.errors import ConfigError
+    from contracts.errors import ConfigError
     from mobile_app import kivy_env
 
     try:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mobile_app", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    from core.errors import Sat2SoundError
+    from contracts.errors import Sat2SoundError
 
     try:
         return run(parser.parse_args(argv))

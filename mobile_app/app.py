@@ -39,8 +39,8 @@ from kivy.uix.scrollview import ScrollView
 from kivy.uix.textinput import TextInput
 from kivy.uix.togglebutton import ToggleButton
 
-from core.errors import Sat2SoundError
-from core.schema import AUDIO_SOURCES
+from contracts.errors import Sat2SoundError
+from contracts.schema import AUDIO_SOURCES
 from mobile_app import mercator
 from mobile_app.engine import Answer, Soundscape
 from mobile_app.errors import PlaybackError

@@ -1,11 +1,11 @@
 """The app's error types: each is a Sat2SoundError, so the CLI prints one line and the app shows one message.
 
-Device-side: imports only core.errors (standard library), never torch.
+Device-side: imports only contracts.errors (standard library), never torch.
 """
 
 from __future__ import annotations
 
-from core.errors import Sat2SoundError
+from contracts.errors import Sat2SoundError
 
 
 class BundleError(Sat2SoundError):

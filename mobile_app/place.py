@@ -2,9 +2,9 @@
 
 The view for model zoom z is the square of ground that zoom's centre crop covered in training (``View.ground_m``),
 read at the map level whose pixels match it, then resized to the model's input size with the same Pillow bicubic
-resize and ImageNet normalisation training used (core.data.image_prep, numpy + Pillow only).
+resize and ImageNet normalisation training used (contracts.image_prep, numpy + Pillow only).
 
-Metadata follows the model's layout (core.schema.META_FIELDS order in ``meta_mask``): position from the tap, month
+Metadata follows the model's layout (contracts.schema.META_FIELDS order in ``meta_mask``): position from the tap, month
 and hour from the device clock, the recording style the user chose as the audio source; the caption source is not
 something a listener chooses, so it is left out (masked), which the model was trained to accept.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.data.image_prep import normalise, resize
-from core.schema import AUDIO_SOURCES, META_FIELDS
+from contracts.image_prep import normalise, resize
+from contracts.schema import AUDIO_SOURCES, META_FIELDS
 from mobile_app.bundle import ModelSpec, View
 from mobile_app.mbtiles import MBTiles
 

@@ -24,7 +24,7 @@ def tiny_cfg():
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory, tiny_cfg):
     """A tiny world dataset folder (GeoSound layout). Treat as read-only: copy it before changing anything."""
-    from core.world.build import build_world
+    from world.build import build_world
 
     out = tmp_path_factory.mktemp("world") / "tiny"
     build_world(tiny_cfg, out, workers=1, progress=False)

@@ -12,13 +12,13 @@ import pytest
 import test_bundle_build
 
 from benchmarks import latency
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 
 def bench_work_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The benchmarks' export/gallery cache, kept in pytest's cache under a key of the sources exports depend on
     (the demo bundle's key), so a rerun with nothing changed skips the exports; shared with the suites' test."""
-    from mobile_app.demo_bundle import source_fingerprint
+    from bundle.demo import source_fingerprint
 
     if request.config.cache is None:
         return tmp_path_factory.getbasetemp() / "bench-work"

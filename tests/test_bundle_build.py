@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bundle.build import build_bundle, read_export
+from bundle.demo import TEST_BUNDLE_OPTIONS, TEST_REGION, build_demo
 from core.cli import main as cli_main
 from mobile_app import mercator
 from mobile_app.bundle import load_bundle, sha256_file, verify_report
-from mobile_app.bundle_build import build_bundle, read_export
-from mobile_app.demo_bundle import TEST_BUNDLE_OPTIONS, TEST_REGION, build_demo
 from mobile_app.errors import BundleError
 from mobile_app.mbtiles import MBTiles
 
@@ -35,7 +35,7 @@ def demo_folders(request, tmp_path_factory) -> dict[str, Path]:
     with nothing changed skips the minute of ONNX export; any change rebuilds it. SAT2SOUND_TEST_DEMO_DIR names a
     folder to use instead; without pytest's cache it goes to the session's temp folder.
     """
-    from mobile_app.demo_bundle import source_fingerprint
+    from bundle.demo import source_fingerprint
 
     base = os.environ.get("SAT2SOUND_TEST_DEMO_DIR")
     if not base and request.config.cache is not None:

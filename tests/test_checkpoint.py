@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
+from contracts.errors import CheckpointError
 from core.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from core.config import get_preset
-from core.errors import CheckpointError
 from core.model import build_model
 
 

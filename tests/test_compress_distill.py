@@ -13,10 +13,10 @@ from data_fixtures import write_geosound
 from compress.distill_loss import DistillWeights, affinity_kl, cosine_distance, distill_loss
 from compress.student import build_student, check_teacher_fits, tower_parameters
 from compress.teacher_targets import TARGETS_FILE, partial_masks
+from contracts.errors import CheckpointError
 from core.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from core.cli import main
 from core.config import get_preset
-from core.errors import CheckpointError
 from core.model import build_model
 
 

@@ -11,10 +11,10 @@ import soundfile as sf
 import torch
 from data_fixtures import audio_bytes, tone
 
+from contracts.errors import ConfigError, DataError
 from core.config import AudioConfig, get_preset
 from core.data.audio_frontend import LogMel, crop_or_pad, load_audio, load_clip, log_mel_numpy, mel_filterbank
 from core.data.logmel_numpy import hz_to_mel, mel_to_hz
-from core.errors import ConfigError, DataError
 
 torch.set_num_threads(1)
 

@@ -20,12 +20,12 @@ from data_fixtures import (
 )
 from torch.utils.data import DataLoader
 
+from contracts.errors import ConfigError, DataError
+from contracts.image_prep import decode_image, normalise, prepare_tile
 from core.config import get_preset
 from core.data.audio_io import load_clip
 from core.data.dataset import RowGroupSampler, collate, open_dataset
-from core.data.image_prep import decode_image, normalise, prepare_tile
 from core.data.logmel_numpy import log_mel_numpy
-from core.errors import ConfigError, DataError
 
 torch.set_num_threads(1)
 CFG = get_preset("tiny")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TORCH_FREE = ["core.data", "core.data.logmel_numpy", "core.data.audio_io", "core.data.image_prep",
+TORCH_FREE = ["core.data", "core.data.logmel_numpy", "core.data.audio_io", "contracts.image_prep",
               "core.data.metadata", "core.data.layouts", "core.data.rows"]
 
 
@@ -20,7 +20,7 @@ def test_device_side_modules_do_not_import_torch():
         "import numpy as np\n"
         "from core.config import get_preset\n"
         "from core.data.logmel_numpy import log_mel_numpy\n"
-        "from core.data.image_prep import prepare_tile, normalise\n"
+        "from contracts.image_prep import prepare_tile, normalise\n"
         "cfg = get_preset('tiny')\n"
         "assert log_mel_numpy(np.zeros(cfg.audio.n_samples, np.float32), cfg.audio).shape == (126, 32)\n"
         "assert prepare_tile(np.zeros((100, 100, 3), np.uint8), 1, 32).shape == (32, 32, 3)\n"

@@ -10,11 +10,11 @@ import pytest
 import torch
 from data_fixtures import GEOSOUND_SCHEMA, geosound_rows, write_geosound, write_shards, write_soundingearth
 
+from contracts.errors import ConfigError, DataError
 from core.config import ImageConfig, Sat2SoundConfig, get_preset
 from core.data.dataset import collate, open_dataset
 from core.data.features import FeatureTable
 from core.data.rows import RowDecoder
-from core.errors import ConfigError, DataError
 
 torch.set_num_threads(1)
 CFG = get_preset("tiny")

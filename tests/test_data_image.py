@@ -7,8 +7,8 @@ import pytest
 from data_fixtures import jpeg_bytes, tile_array
 from PIL import Image
 
-from core.config import IMAGENET_MEAN, IMAGENET_STD
-from core.data.image_prep import (
+from contracts.errors import ConfigError, DataError
+from contracts.image_prep import (
     colour_jitter,
     crop_box,
     crop_for_zoom,
@@ -21,7 +21,7 @@ from core.data.image_prep import (
     to_model_input,
     zooms_for,
 )
-from core.errors import ConfigError, DataError
+from core.config import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _coordinate_tile(px: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from data_fixtures import (
     write_soundingearth,
 )
 
+from contracts.errors import DataError
 from core.data.layouts import (
     GEOSOUND,
     SOUNDINGEARTH,
@@ -29,7 +30,6 @@ from core.data.layouts import (
     open_rows,
     row_dict,
 )
-from core.errors import DataError
 
 
 @pytest.fixture(scope="module")

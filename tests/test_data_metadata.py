@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from contracts.errors import DataError
+from contracts.schema import META_FIELDS
 from core.data.metadata import audio_source_index, caption_source_index, parse_month_hour, sample_metadata
-from core.errors import DataError
-from core.schema import META_FIELDS
 
 
 @pytest.mark.parametrize(("value", "want"), [

@@ -10,8 +10,8 @@ import pytest
 from data_fixtures import write_geosound
 
 from benchmarks.dual_encoder_ceiling import main, place_features, recording_features
-from core.errors import DataError
-from core.world.sounds import SOURCES
+from contracts.errors import DataError
+from world.sounds import SOURCES
 
 
 def _table(**cols):

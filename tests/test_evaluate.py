@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.errors import ConfigError
+from contracts.schema import META_FIELDS
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cli import main as cli_main
-from core.errors import ConfigError
 from core.evaluate import (
     embed_table,
     evaluate_checkpoint,
@@ -23,7 +24,6 @@ from core.evaluate import (
     validation_metrics,
 )
 from core.metrics import retrieval_report
-from core.schema import META_FIELDS
 
 
 def test_composed_settings_by_hand():

@@ -32,7 +32,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(checkpoint, tmp_path_factory):
     """One real export (ONNX + ORT, image + audio towers, int8 too), checked on the tiny world's train split."""
-    from core.world.build import build_world
+    from world.build import build_world
 
     ckpt, _, cfg = checkpoint
     root = tmp_path_factory.mktemp("export")
@@ -169,7 +169,7 @@ def test_python_m_export_is_the_same_command():
 def test_a_quantize_folder_supplies_the_onnx_int8_towers(checkpoint, tmp_path):
     """compress (issue 5) -> export: the int8 ONNX of `sat2sound quantize` is used as is, checked by sha256."""
     from compress.quantize import quantize_model
-    from core.errors import CheckpointError
+    from contracts.errors import CheckpointError
     from export.exporter import export_model
 
     ckpt, fp, _ = checkpoint

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from core.errors import DataError
+from contracts.errors import DataError
 from gallery.captions import caption_id, normalise_caption, read_captions
 
 

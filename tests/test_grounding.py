@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.errors import ConfigError
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cli import main
-from core.errors import ConfigError
 from core.grounding.heatmap import ground_text, patch_relevance
 from core.grounding.scoring import relevant_classes, score_tile
 from core.maps.tiles import WorldTiles
@@ -36,7 +36,7 @@ def test_heat_map_follows_the_papers_recipe(ckpt, tiny_cfg):
     # recompute the first word's map by hand: its best code's score on every patch
     model = loaded.model
     with torch.no_grad():
-        from core.data.image_prep import normalise
+        from contracts.image_prep import normalise
 
         x = torch.from_numpy(normalise(view.image[None], tiny_cfg.image.mean, tiny_cfg.image.std))
         enc = model.encode_image(x, torch.tensor([1]), torch.tensor([0.6]))
@@ -58,7 +58,7 @@ def test_patch_relevance_and_scoring_by_hand():
     assert s["pointing_hit"] and s["auc"] == 1.0 and s["chance"] == 0.25
     s = score_tile(np.array([[0.0, 1.0], [0.0, 2.0]]), rel)
     assert not s["pointing_hit"]
-    from core.world.tiles import CLASS_INDEX
+    from world.tiles import CLASS_INDEX
 
     assert CLASS_INDEX["forest"] in relevant_classes(["birdsong"])
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.errors import CheckpointError, ConfigError, DataError
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cli import main
-from core.errors import CheckpointError, ConfigError, DataError
 from core.maps.grid import BBox, make_grid
 from core.maps.query import audio_vector, text_vector
 from core.maps.region import MetaOptions, embed_region, load_region, parse_shard
@@ -107,7 +107,7 @@ def test_auc_and_truth_scoring_by_hand():
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
     assert roc_auc(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.5)
     assert np.isnan(roc_auc(np.array([1.0, 2.0]), np.array([1, 1])))
-    from core.world.tiles import CLASS_INDEX, FINE_CLASSES
+    from world.tiles import CLASS_INDEX, FINE_CLASSES
 
     fr = np.zeros((3, len(FINE_CLASSES)), np.float32)
     fr[0, CLASS_INDEX["crop"]] = 1.0

@@ -131,7 +131,7 @@ import os, sys
 os.environ.update(SDL_VIDEODRIVER="offscreen", SDL_AUDIODRIVER="dummy", KIVY_HOME={str(demo['bundle'].parent / 'kh')!r})
 from mobile_app import kivy_env
 kivy_env.configure(headless=True)
-import mobile_app.app, mobile_app.autopilot, mobile_app.__main__, mobile_app.bundle_cli
+import mobile_app.app, mobile_app.autopilot, mobile_app.__main__, bundle.cli
 from mobile_app.engine import Soundscape
 from mobile_app.place import When
 with Soundscape.open({str(demo['bundle'])!r}, threads=1) as s:
@@ -139,8 +139,8 @@ with Soundscape.open({str(demo['bundle'])!r}, threads=1) as s:
     s.clip(s.listen({PLACE[1]}, {PLACE[0]}, 1).top.id)
 heavy = ("torch", "export", "compress", "sqlite_utils", "transformers")
 bad = sorted(m for m in sys.modules if m.split(".")[0] in heavy
-             or m in ("core.model", "core.checkpoint", "gallery.embedder", "gallery.store", "mobile_app.bundle_build",
-                      "mobile_app.demo_bundle", "mobile_app.map_build"))
+             or m in ("core.model", "core.checkpoint", "gallery.embedder", "gallery.store", "bundle.build",
+                      "bundle.demo", "bundle.map_tiles"))
 print("BAD", bad)
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
@@ -180,7 +180,7 @@ def test_without_onnxruntime_the_app_says_so(demo):
     code = f"""
 import sys
 sys.modules["onnxruntime"] = None
-from core.errors import Sat2SoundError
+from contracts.errors import Sat2SoundError
 from mobile_app.engine import Soundscape
 try:
     Soundscape.open({str(demo['bundle'])!r})

@@ -13,8 +13,8 @@ import pytest
 import test_bundle_build
 from test_mobile_app import CLOCK, PLACE, caption_of, rehash, run_app
 
-from mobile_app.bundle_build import build_bundle
-from mobile_app.demo_bundle import TEST_REGION, _export_direct
+from bundle.build import build_bundle
+from bundle.demo import TEST_REGION, _export_direct
 from mobile_app.engine import Soundscape
 from mobile_app.errors import BundleError
 from mobile_app.place import When

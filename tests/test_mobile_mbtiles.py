@@ -12,10 +12,11 @@ import sqlite3
 import numpy as np
 import pytest
 
+from bundle.map_tiles import ground_for_zooms, plan_map, render_mercator_tile, write_region_mbtiles
+from bundle.mbtiles_writer import MBTilesWriter, encode_tile
 from mobile_app import mercator
 from mobile_app.errors import BundleError, PlaceError
-from mobile_app.map_build import ground_for_zooms, plan_map, render_mercator_tile, write_region_mbtiles
-from mobile_app.mbtiles import MBTiles, MBTilesWriter, encode_tile
+from mobile_app.mbtiles import MBTiles
 
 BOUNDS = mercator.Bounds(9.165, 47.660, 9.185, 47.672)
 
@@ -185,8 +186,8 @@ def test_writer_refuses_bad_arguments(tmp_path):
 def test_view_from_the_map_is_the_ground_training_saw(tmp_path):
     """The map is drawn by the world renderer tile by tile; a view cut from it (across tile seams, JPEG) matches
     the renderer's own tile of that ground, as training saw it, up to compression."""
-    from core.world.tiles import render_tile
-    from mobile_app.map_build import world_renderer
+    from bundle.map_tiles import world_renderer
+    from world.tiles import render_tile
 
     bounds = mercator.Bounds(9.174, 47.665, 9.176, 47.667)
     plan = plan_map(bounds, {1: 180.0}, 32, overview_levels=0, context_tiles=0)

@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from mobile_app.android_stage import DEVICE_MODULES, REPO, check_imports, stage
+from bundle.android_stage import DEVICE_MODULES, REPO, check_imports, stage
 
 
 def test_device_modules_import_only_device_modules():

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from contracts.errors import CheckpointError, ConfigError
 from core.config import get_preset, set_values
 from core.epoch_loop import epoch_order, run_epochs
-from core.errors import CheckpointError, ConfigError
 from core.run_state import flatten_optimizer, has_run_state, load_run_state, save_run_state, unflatten_optimizer
 from core.train import (
     JsonlLog,

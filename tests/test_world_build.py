@@ -14,14 +14,14 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from core.errors import ConfigError, DataError
-from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS
-from core.world.build import build_world, make_sample, world_is_complete
-from core.world.locations import cell_of
-from core.world.oracle import caption_oracle_r10, caption_sources, oracle_r10, oracle_scores
-from core.world.shards import read_split, read_world_json, shard_paths
-from core.world.sounds import SOURCES
-from core.world.tiles import FINE_CLASSES
+from contracts.errors import ConfigError, DataError
+from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS
+from world.build import build_world, make_sample, world_is_complete
+from world.locations import cell_of
+from world.oracle import caption_oracle_r10, caption_sources, oracle_r10, oracle_scores
+from world.shards import read_split, read_world_json, shard_paths
+from world.sounds import SOURCES
+from world.tiles import FINE_CLASSES
 
 COLUMNS = ["sample_id", "source", "audio", "bingmap_image", "audio_caption", "audio_caption_source",
            "llava_caption_bingmap_zl1", "llava_caption_bingmap_zl3", "llava_caption_bingmap_zl5", "latitude",
@@ -132,7 +132,7 @@ def test_bad_inputs(tmp_path, tiny_cfg):
 
 
 def test_make_sample_matches_the_stored_row(tiny_world, tiny_cfg):
-    from core.world.build import _Context
+    from world.build import _Context
 
     row = read_split(tiny_world, "test").to_pylist()[0]
     index = int(row["sample_id"].rsplit("_", 1)[1])
@@ -177,7 +177,7 @@ def test_contact_sheet_and_cli(tiny_world, tmp_path):
 def test_caption_sources_are_read_back_from_generated_captions(tiny_world):
     assert caption_sources("we can expect to hear car horns honking and birds chirping.") == ["birdsong", "horns"]
     assert caption_sources("") == [] and caption_sources("nothing to hear") == []
-    from core.world.shards import read_split
+    from world.shards import read_split
 
     cols = read_split(tiny_world, "train", columns=["llava_caption_bingmap_zl5", "gt_plausible_zl5"]).to_pydict()
     inside = []

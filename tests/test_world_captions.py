@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.world.captions import audio_caption, image_caption, metadata_fields, scene_phrase
-from core.world.places import plausible_set, plausible_sources
-from core.world.sounds import SOURCES, sources_in_text
-from core.world.tiles import FINE_CLASSES
+from contracts.errors import DataError
+from world.captions import audio_caption, image_caption, metadata_fields, scene_phrase
+from world.places import plausible_set, plausible_sources
+from world.sounds import SOURCES, sources_in_text
+from world.tiles import FINE_CLASSES
 
 
 def _cover(**parts: float) -> np.ndarray:

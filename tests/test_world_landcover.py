@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.world import landcover
+from contracts.errors import DataError
+from world import landcover
 
 
 def test_known_points():

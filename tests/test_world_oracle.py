@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import ConfigError
-from core.world.captions import image_caption
-from core.world.oracle import (
+from contracts.errors import ConfigError
+from world.captions import image_caption
+from world.oracle import (
     _OrderedPicks,
     audio_resampling_oracle,
     caption_generator_inputs,
@@ -25,10 +25,10 @@ from core.world.oracle import (
     recording_signature,
     signature_likelihoods,
 )
-from core.world.places import plausible_set, plausible_sources, sample_recording
-from core.world.shards import read_split
-from core.world.sounds import SOURCES
-from core.world.tiles import FINE_CLASSES
+from world.places import plausible_set, plausible_sources, sample_recording
+from world.shards import read_split
+from world.sounds import SOURCES
+from world.tiles import FINE_CLASSES
 
 
 def test_scene_words_are_read_back():

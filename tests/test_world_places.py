@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.world.places import (
+from contracts.errors import DataError
+from world.places import (
     choose_audio_source,
     plausible_set,
     plausible_sources,
     sample_recording,
     season,
 )
-from core.world.tiles import FINE_CLASSES
+from world.tiles import FINE_CLASSES
 
 
 def cover(**parts: float) -> np.ndarray:

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.world.sounds import SOURCE_PHRASES, SOURCES, render_scene, sources_in_text, synthesize
+from contracts.errors import DataError
+from world.sounds import SOURCE_PHRASES, SOURCES, render_scene, sources_in_text, synthesize
 
 SR = 8000
 SECONDS = 2.0

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, DataError
-from core.world.sounds import SOURCES
-from core.world.tiles import CLASS_INDEX, CLASS_SOURCES, CLASS_WORDS, FINE_CLASSES, crop_box, render_tile
+from contracts.errors import ConfigError, DataError
+from world.sounds import SOURCES
+from world.tiles import CLASS_INDEX, CLASS_SOURCES, CLASS_WORDS, FINE_CLASSES, crop_box, render_tile
 
 LONDON = (51.5, -0.12)
 IOWA = (42.0, -93.5)

@@ -16,8 +16,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from contracts.errors import DataError
 from core.config import AudioConfig
-from core.errors import DataError
 
 AudioSource = bytes | bytearray | memoryview | str | Path
 

@@ -19,11 +19,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
+from contracts.errors import ConfigError
+from contracts.image_prep import prepare_tile, random_dihedral, to_model_input
 from core.config import Sat2SoundConfig
-from core.data.image_prep import prepare_tile, random_dihedral, to_model_input
 from core.data.layouts import RowReader, open_rows, row_dict
 from core.data.rows import RowDecoder
-from core.errors import ConfigError
 
 ZoomChoice = int | str  # a zoom level, or "random" (uniform over the dataset's zooms, per item)
 

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from contracts.errors import DataError
+from contracts.image_prep import prepare_tile, random_dihedral, to_model_input
 from core.config import Sat2SoundConfig, to_dict
 from core.data.dataset import ZoomChoice, check_zoom
-from core.data.image_prep import prepare_tile, random_dihedral, to_model_input
 from core.data.layouts import open_rows, row_dict
 from core.data.rows import RowDecoder
-from core.errors import DataError
 
 FORMAT_VERSION = 1  # bump when decoding changes what the arrays hold: old caches then miss and are rebuilt
 _META_ARRAYS = ("rows", "lat", "lon", "month", "hour", "audio_source", "caption_source", "meta_mask")

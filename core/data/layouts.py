@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import DataError
-from core.schema import REQUIRED_FIELDS, SPLITS, normalise_split
+from contracts.errors import DataError
+from contracts.schema import REQUIRED_FIELDS, SPLITS, normalise_split
 
 GEOSOUND, SOUNDINGEARTH = "geosound", "soundingearth"
 # Tile column -> imagery kind (the keys of IMAGERY_GSD_M / ZOOM_CROP_FRACTION).

@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 
+from contracts.errors import ConfigError
 from core.config import AudioConfig
-from core.errors import ConfigError
 
 # Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above (27 mels per factor 6.4).
 _F_SP = 200.0 / 3.0

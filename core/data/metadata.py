@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import DataError
-from core.schema import (
+from contracts.errors import DataError
+from contracts.schema import (
     AUDIO_SOURCES,
     CAPTION_SOURCES,
     META_FIELDS,

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import ConfigError, DataError
+from contracts.image_prep import decode_image, gsd_for, zooms_for
 from core.config import Sat2SoundConfig
 from core.data.audio_io import load_clip
-from core.data.image_prep import decode_image, gsd_for, zooms_for
 from core.data.layouts import IMAGE_COLUMNS, MEDIA_COLUMNS, RowReader
 from core.data.logmel_numpy import check_audio_config, log_mel_numpy
 from core.data.metadata import SampleMeta, sample_metadata
-from core.errors import ConfigError, DataError
 
 # Columns the decoder turns into item fields; every other non-media column is passed through in ``extra``.
 _CONSUMED = {"sample_id", "source", "audio_caption", "audio_caption_source", "latitude", "longitude", "date",

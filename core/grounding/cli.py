@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, DataError
+from contracts.errors import ConfigError, DataError
 
 DEFAULT_EVAL_QUERIES = (
     "birds chirping in the trees", "waves crashing on the beach", "sounds of farm machinery",
@@ -42,7 +42,7 @@ def _parse_at(text: str) -> tuple[float, float]:
 
 
 def _file_view(path: Path, cfg, zoom: int) -> np.ndarray:
-    from core.data.image_prep import decode_image, prepare_tile
+    from contracts.image_prep import decode_image, prepare_tile
 
     if not path.is_file():
         raise DataError("tile image not found", path=path)
@@ -60,7 +60,7 @@ def save_overlay(path: Path, view: np.ndarray, heat: np.ndarray, title: str, cov
     from core.grounding.heatmap import upsample
 
     size = 320
-    from core.data.image_prep import resize
+    from contracts.image_prep import resize
 
     big = resize(view, size)
     h = upsample(heat, size)
@@ -73,7 +73,7 @@ def save_overlay(path: Path, view: np.ndarray, heat: np.ndarray, title: str, cov
     axes[1].imshow(h, cmap="jet", alpha=0.45, extent=(0, size, size, 0))
     axes[1].set_title(f"“{title}”", fontsize=10)
     if cover is not None:
-        from core.world.tiles import FINE_CLASSES
+        from world.tiles import FINE_CLASSES
 
         palette = plt.get_cmap("tab20", len(FINE_CLASSES))
         axes[2].imshow(cover, cmap=palette, vmin=-0.5, vmax=len(FINE_CLASSES) - 0.5, interpolation="nearest")
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         view, where = _file_view(Path(args.tile), cfg, args.zoom), Path(args.tile).stem
     gsd = WorldTiles(cfg).gsd
-    from core.world.sounds import sources_in_text
+    from world.sounds import sources_in_text
 
     for text in args.text:
         g = ground_text(loaded, view, args.zoom, gsd, text)

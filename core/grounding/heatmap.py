@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from contracts.errors import ConfigError
+from contracts.image_prep import normalise
 from core.checkpoint import Loaded
-from core.data.image_prep import normalise
-from core.errors import ConfigError
 
 SKIP_WORDS = frozenset({
     "[CLS]", "[SEP]", "[PAD]", "a", "an", "the", "of", "and", "or", "in", "on", "at", "to", "with", "from", "by",

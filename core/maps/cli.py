@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"shard {shard[0]}/{shard[1]} done; other shards' chunks are still missing in {cache}. "
               "Rerun without --shard (or once all shards finish) to draw the maps.")
         return 0
-    from core.world.sounds import sources_in_text
-    from core.world.tiles import CLASS_INDEX
+    from world.sounds import sources_in_text
+    from world.tiles import CLASS_INDEX
 
     # Open water (ocean, big lakes) is drawn grey and left out of the scores: it is not where sounds are mapped,
     # and counting it would make every land query look better than it is.

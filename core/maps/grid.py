@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.errors import ConfigError
 from core.checkpoint import Loaded
-from core.errors import ConfigError
 
 
 @torch.no_grad()

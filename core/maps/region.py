@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.errors import CheckpointError, ConfigError
+from contracts.image_prep import normalise
+from contracts.schema import AUDIO_SOURCES, META_FIELDS, normalise_audio_source
 from core.checkpoint import Loaded
-from core.data.image_prep import normalise
-from core.errors import CheckpointError, ConfigError
 from core.maps.grid import Grid
 from core.maps.tiles import WorldTiles, render_views
-from core.schema import AUDIO_SOURCES, META_FIELDS, normalise_audio_source
 
 REGION_FILE = "region.json"
 CACHE_VERSION = 1

@@ -18,7 +18,7 @@ IGBP_COLOURS = np.array([
 
 def landcover_image(bbox: BBox, width: int = 480) -> tuple[np.ndarray, np.ndarray]:
     """MODIS IGBP classes of the bbox sampled on a width-wide grid -> (RGB uint8, class indices)."""
-    from core.world.landcover import landcover_class
+    from world.landcover import landcover_class
 
     mid = np.radians((bbox.lat0 + bbox.lat1) / 2)
     height = max(1, int(round(width * (bbox.lat1 - bbox.lat0) / ((bbox.lon1 - bbox.lon0) * np.cos(mid)))))
@@ -36,7 +36,7 @@ def save_map_png(path: Path, scores: np.ndarray, bbox: BBox, title: str, subtitl
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from core.world.landcover import IGBP_NAMES
+    from world.landcover import IGBP_NAMES
 
     ref, classes = landcover_image(bbox)
     extent = (bbox.lon0, bbox.lon1, bbox.lat0, bbox.lat1)

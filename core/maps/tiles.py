@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contracts.image_prep import resize
+from contracts.schema import IMAGERY_GSD_M, ZOOM_CROP_FRACTION
 from core.config import Sat2SoundConfig
-from core.data.image_prep import resize
-from core.schema import IMAGERY_GSD_M, ZOOM_CROP_FRACTION
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class WorldTiles:
                 "tile_ground_m": self.cfg.world.tile_ground_m, "image_size": self.cfg.image.image_size}
 
     def view(self, lat: float, lon: float, zoom: int) -> TileView:
-        from core.world.tiles import render_tile
+        from world.tiles import render_tile
 
         frac = ZOOM_CROP_FRACTION[self.imagery][zoom]
         side = max(4, int(round(self.cfg.world.tile_px * frac)))
@@ -42,7 +42,7 @@ class WorldTiles:
 
 def render_views(args: tuple[Sat2SoundConfig, int, np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
     """Worker: render the views of many centres -> images (n,S,S,3) uint8 and cover fractions (n,K) float32."""
-    from core.world.tiles import FINE_CLASSES, class_fractions
+    from world.tiles import FINE_CLASSES, class_fractions
 
     cfg, seed, centres, zoom = args
     source = WorldTiles(cfg, seed)

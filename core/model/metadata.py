@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, META_FIELDS
+from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, META_FIELDS
 
 N_META = len(META_FIELDS)
 

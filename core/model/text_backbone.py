@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 
 class MiniLMBackbone:

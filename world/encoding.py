@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from core.errors import DataError
+from contracts.errors import DataError
 
 _BITREV = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.errors import DataError
-from core.schema import AUDIO_SOURCES
-from core.world.sounds import SOURCES
-from core.world.tiles import CLASS_SOURCES, FINE_CLASSES
+from contracts.errors import DataError
+from contracts.schema import AUDIO_SOURCES
+from world.sounds import SOURCES
+from world.tiles import CLASS_SOURCES, FINE_CLASSES
 
 PLAUSIBLE_THRESHOLD = 0.3
 

@@ -4,7 +4,7 @@ Audio captions come in three voices: human metadata (tags or a title, short), Pe
 passes by") and Qwen-Audio (a longer fluent sentence). Image captions imitate LLaVA-1.5 answering "What types of
 sounds can we expect to hear from the location captured by this aerial view image? Describe in up to two
 sentences." and list what the crop at that zoom could make one expect. Templates and synonyms vary the wording;
-every phrase names its sources with words that core.world.sounds.sources_in_text recognises, so a caption can be
+every phrase names its sources with words that world.sounds.sources_in_text recognises, so a caption can be
 turned back into the sources it names.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.errors import DataError
-from core.schema import CAPTION_SOURCES
-from core.world.sounds import SOURCE_PHRASES, SOURCES, check_source
-from core.world.tiles import CLASS_WORDS, FINE_CLASSES
+from contracts.errors import DataError
+from contracts.schema import CAPTION_SOURCES
+from world.sounds import SOURCE_PHRASES, SOURCES, check_source
+from world.tiles import CLASS_WORDS, FINE_CLASSES
 
 # Pengi-style event clauses: short, present progressive or simple present.
 _PENGI: dict[str, list[str]] = {

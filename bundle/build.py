@@ -5,7 +5,7 @@
    ORT format for ONNX Runtime, TFLite for LiteRT; plain ONNX when there is no ORT file);
 2. opens the gallery fully (integrity, every clip) and refuses when its vectors were not made in the model's
    embedding space (the checkpoint's fingerprint, or for a student its teacher's);
-3. plans and renders the region's map (mobile_app.map_build) with levels matched to the model's zoom views;
+3. plans and renders the region's map (bundle.map_tiles) with levels matched to the model's zoom views;
 4. copies everything, records SHA-256 + size of every file, versions and fingerprints in manifest.json;
 5. all of it in a temp folder beside ``out``, renamed into place at the end: a failed build leaves nothing.
 
@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bundle import map_tiles
 from mobile_app import bundle as layout
-from mobile_app import map_build, mercator
+from mobile_app import mercator
 from mobile_app.errors import BundleError
 
 MAX_TILES = 20000
@@ -147,7 +148,7 @@ def read_export(model_dir: str | Path) -> ExportedTower:
     if isinstance(fractions, dict) and imagery in fractions and isinstance(fractions[imagery], dict):
         fractions = fractions[imagery]
     if not isinstance(fractions, dict):
-        from core.schema import ZOOM_CROP_FRACTION
+        from contracts.schema import ZOOM_CROP_FRACTION
 
         fractions = ZOOM_CROP_FRACTION.get(imagery, ZOOM_CROP_FRACTION["bingmap"])
     gsd = _first(img, "gsd_m", "gsd", default=None)
@@ -158,7 +159,7 @@ def read_export(model_dir: str | Path) -> ExportedTower:
         gsd = gsd_table.get(imagery, 0.6)
     ins, out = io_names.get(variant) or next(iter(io_names.values()), (None, "embedding"))
     if ins is None:
-        from core.schema import META_FIELDS  # noqa: F401  (documented order; names below are the export's)
+        from contracts.schema import META_FIELDS  # noqa: F401  (documented order; names below are the export's)
 
         ins = ("image", "zoom", "gsd", "lat", "lon", "month", "hour", "audio_source", "caption_source", "meta_mask")
     extras = []
@@ -242,7 +243,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
                  force: bool = False, tile_ground_m: float | None = None, image_size: int | None = None,
                  overview_levels: int = 3, context_tiles: int = 2, tile_format: str = "jpg", quality: int = 88,
                  world_seed: int = 0,
-                 renderer: map_build.Renderer | None = None, max_tiles: int = MAX_TILES, progress: bool = True,
+                 renderer: map_tiles.Renderer | None = None, max_tiles: int = MAX_TILES, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> BundleReport:
     """Build a bundle folder at ``out`` (see the module docstring); BundleError on anything that does not fit."""
     from gallery.errors import GalleryError
@@ -286,7 +287,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
         raise BundleError(f"gallery: {exc}") from None
     times["check"] = time.perf_counter() - t0
     try:
-        plan = map_build.plan_map(bounds, map_build.ground_for_zooms(ground, {z: tower.crop_fraction[z]
+        plan = map_tiles.plan_map(bounds, map_tiles.ground_for_zooms(ground, {z: tower.crop_fraction[z]
                                                                              for z in tower.zooms}),
                                   size, overview_levels=overview_levels, context_tiles=context_tiles)
     except (ValueError, KeyError) as exc:
@@ -294,7 +295,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
     if plan.n_tiles > max_tiles:
         raise BundleError(f"the region needs {plan.n_tiles} map tiles (more than {max_tiles}): choose a smaller "
                           f"region (this one is {bounds.width_m() / 1e3:.1f} x {bounds.height_m() / 1e3:.1f} km)")
-    say(map_build.describe_plan(plan))
+    say(map_tiles.describe_plan(plan))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -312,9 +313,9 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
             _copy(src, tmp / GALLERY_DIR / src.name)
         times["copy"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        render = renderer or map_build.world_renderer(world_seed)
+        render = renderer or map_tiles.world_renderer(world_seed)
         (tmp / MAP_FILE).parent.mkdir(parents=True, exist_ok=True)
-        n_tiles = map_build.write_region_mbtiles(
+        n_tiles = map_tiles.write_region_mbtiles(
             tmp / MAP_FILE, plan, render, fmt=tile_format, quality=quality, name="Sat2Sound region",
             description=f"imagery of {bounds.as_list()} for the model's views",
             attribution="Sat2Sound embedded world (land cover: NASA MODIS MCD12C1, public domain)",
@@ -333,11 +334,11 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
     times["total"] = time.perf_counter() - t0
     total = sum(int(e["bytes"]) for e in manifest["files"].values())
     return BundleReport(out=out, files=len(manifest["files"]), bytes=total, tiles=n_tiles,
-                        plan=map_build.describe_plan(plan), seconds=times)
+                        plan=map_tiles.describe_plan(plan), seconds=times)
 
 
 def _manifest(tmp: Path, tower: ExportedTower, model_files: dict[str, str], gallery: dict[str, Any],
-              plan: map_build.MapPlan, bounds: mercator.Bounds, size: int, tour: list[dict[str, Any]], dim: int,
+              plan: map_tiles.MapPlan, bounds: mercator.Bounds, size: int, tour: list[dict[str, Any]], dim: int,
               tile_format: str) -> dict[str, Any]:
     from core import __version__
     from gallery.layout import SCHEMA_VERSION as GALLERY_SCHEMA

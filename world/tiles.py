@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import ConfigError, DataError
-from core.world import landcover
-from core.world.noise import (
+from contracts.errors import ConfigError, DataError
+from world import landcover
+from world.noise import (
     fade,
     fbm,
     fbm_at,
@@ -44,7 +44,7 @@ FINE_CLASSES: tuple[str, ...] = (
 )
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(FINE_CLASSES)}
 
-# Which sound sources a class makes plausible (names from core.world.sounds.SOURCES). Weather (wind, rain) and
+# Which sound sources a class makes plausible (names from world.sounds.SOURCES). Weather (wind, rain) and
 # aircraft are added by places.plausible_sources wherever they fit; this is what the ground itself implies.
 CLASS_SOURCES: dict[str, tuple[str, ...]] = {
     "water": ("stream", "gulls", "frogs"),

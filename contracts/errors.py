@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class Sat2SoundError(Exception):
     """Base of every error a user can cause (bad input, mismatched artifacts)."""
@@ -34,3 +37,16 @@ class CheckpointError(Sat2SoundError):
 
 class TrainingError(Sat2SoundError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+def run_guarded(prog: str, main: Callable[[], int | None]) -> int:
+    """The one error path of every entry point: a user error is one line on stderr and a non-zero exit, Ctrl-C
+    says that finished work is kept; anything else is a bug and keeps its traceback."""
+    try:
+        return int(main() or 0)
+    except Sat2SoundError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130

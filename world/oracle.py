@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, DataError
-from core.schema import AUDIO_SOURCES, ZOOM_CROP_FRACTION
-from core.world.captions import image_caption
-from core.world.places import (
+from contracts.errors import ConfigError, DataError
+from contracts.schema import AUDIO_SOURCES, ZOOM_CROP_FRACTION
+from world.captions import image_caption
+from world.places import (
     choose_audio_source,
     plausible_set,
     plausible_sources,
@@ -41,9 +41,9 @@ from core.world.places import (
     sample_recording,
     season,
 )
-from core.world.shards import read_split, read_world_json
-from core.world.sounds import SOURCE_PHRASES, SOURCES
-from core.world.tiles import CLASS_WORDS, render_tile
+from world.shards import read_split, read_world_json
+from world.sounds import SOURCE_PHRASES, SOURCES
+from world.tiles import CLASS_WORDS, render_tile
 
 # every phrase a caption may use for a source, longest first (so "car horns honking" wins over "honking")
 _PHRASES = sorted(((p.lower(), s) for s, ps in SOURCE_PHRASES.items() for p in ps), key=lambda ps: -len(ps[0]))
@@ -171,7 +171,7 @@ def oracle_r10(dataset_dir: Path, split: str = "test") -> dict[str, object]:
 def caption_generator_inputs(lat: float, lon: float, tile_px: int = 320, ground_m: float = 900.0, seed: int = 0
                              ) -> dict[int, tuple[dict[str, float], np.ndarray]]:
     """{zoom: (image-only plausible source weights, cover fractions of the crop)}: exactly the inputs
-    core.world.build.make_sample hands to image_caption for the caption at each zoom (same tile, same crops)."""
+    world.build.make_sample hands to image_caption for the caption at each zoom (same tile, same crops)."""
     tile = render_tile(lat, lon, tile_px, ground_m, seed)
     out = {}
     for zoom, fraction in ZOOM_CROP_FRACTION["bingmap"].items():
@@ -250,7 +250,7 @@ def caption_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "t
 
     For every place i of ``split`` it re-renders the tile (world seed, tile_px, tile_ground_m from ``world_cfg``, a
     WorldConfig, or else from world.json) and recomputes, per zoom, the crop's cover fractions and image-only
-    plausible source weights exactly as core.world.build.make_sample does: everything the stored caption was drawn
+    plausible source weights exactly as world.build.make_sample does: everything the stored caption was drawn
     from except the random numbers. It then draws ``k`` fresh captions per place from image_caption with
     np.random.default_rng([seed, i, zoom, s]) and reduces every caption, stored or drawn, to its signature (the
     sources it names plus the land-cover classes its scene phrase names). The score of caption j for image i is
@@ -322,13 +322,13 @@ def recording_signature(present: list[str], kind: str = "set") -> frozenset[str]
 
 def full_tile_fractions(lat: float, lon: float, tile_px: int = 320, ground_m: float = 900.0, seed: int = 0
                         ) -> np.ndarray:
-    """Cover fractions of the full tile (zoom 5): what core.world.build.make_sample hands the recording generator."""
+    """Cover fractions of the full tile (zoom 5): what world.build.make_sample hands the recording generator."""
     return render_tile(lat, lon, tile_px, ground_m, seed).fractions(ZOOM_CROP_FRACTION["bingmap"][5])
 
 
 def draw_recording(full: np.ndarray, lat: float, rng: np.random.Generator, source: str | None = None,
                    month: int | None = None, hour: int | None = None, cache: dict | None = None) -> dict:
-    """One recording at a place, drawn exactly as core.world.build.make_sample draws it (same calls, same order):
+    """One recording at a place, drawn exactly as world.build.make_sample draws it (same calls, same order):
     platform, month, hour (each drawn only when not given), rain with its probability, then the sources and levels.
     With none given and rng = default_rng([seed, sample index, 1]) it reproduces the stored recording.
     ``cache`` (one dict per place) keeps the plausible source weights per (hour, season, rain)."""
@@ -515,7 +515,7 @@ def audio_resampling_oracle(dataset_dir: Path, world_cfg=None, split: str = "tes
 
     For every place i of ``split`` it re-renders the full tile (world seed, tile_px, tile_ground_m from
     ``world_cfg``, a WorldConfig, or else world.json): with the latitude, what the recording generator of
-    core.world.build.make_sample starts from. With metadata the stored platform (column "source"), month and hour
+    world.build.make_sample starts from. With metadata the stored platform (column "source"), month and hour
     are known too and only rain, the sources and their levels are random (what a model given the full tile and
     all metadata could know, minus the random numbers); without, platform, month and hour are random as well,
     from the generator's own distributions for that place. Every recording is reduced to a signature

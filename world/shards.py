@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import DataError
-from core.schema import normalise_split
+from contracts.errors import DataError
+from contracts.schema import normalise_split
 
 WORLD_JSON = "world.json"
 WORLD_KIND = "sat2sound-world"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError
-from core.schema import ZOOM_CROP_FRACTION
-from core.world.shards import read_split, shard_paths
-from core.world.tiles import crop_box
+from contracts.errors import DataError
+from contracts.schema import ZOOM_CROP_FRACTION
+from world.shards import read_split, shard_paths
+from world.tiles import crop_box
 
 _COLUMNS = ["sample_id", "source", "audio", "bingmap_image", "audio_caption", "audio_caption_source",
             "llava_caption_bingmap_zl1", "llava_caption_bingmap_zl5", "latitude", "longitude", "date", "gt_present",

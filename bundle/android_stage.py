@@ -1,10 +1,10 @@
 """Stage the device-side sources (and optionally a bundle) into one folder for buildozer / python-for-android.
 
-    python -m mobile_app.android_stage [--bundle bundle/] [--kiosk] [--out build/android-src]
+    python -m bundle.android_stage [--bundle bundle/] [--kiosk] [--out build/android-src]
     buildozer android debug          # buildozer.spec points source.dir at build/android-src
 
-A phone gets only what the app runs: the app itself, the gallery's read path, and the three torch-free core
-modules it shares with training (errors, schema, tile preprocessing), plus a ``main.py`` entry point. Every staged
+A phone gets only what the app runs: the app itself, the gallery's read path, and the torch-free contracts it
+shares with the build side (errors, schema, tile preprocessing), plus a ``main.py`` entry point. Every staged
 module's imports are checked against that set and the device's third-party packages, so a build-side import
 (torch, the exporter, the world renderer) can never slip into the APK.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 DEVICE_MODULES: tuple[str, ...] = (
-    "core/__init__.py", "core/errors.py", "core/schema.py", "core/data/__init__.py", "core/data/image_prep.py",
+    "contracts/__init__.py", "contracts/errors.py", "contracts/schema.py", "contracts/image_prep.py",
     "gallery/__init__.py", "gallery/errors.py", "gallery/layout.py", "gallery/index.py", "gallery/clips.py",
     "gallery/query.py", "gallery/ivf.py",
     "mobile_app/__init__.py", "mobile_app/__main__.py", "mobile_app/app.py", "mobile_app/bundle.py",
@@ -32,6 +32,9 @@ DEVICE_MODULES: tuple[str, ...] = (
 DEVICE_PACKAGES: frozenset[str] = frozenset({
     "numpy", "PIL", "kivy", "kivy_garden", "onnxruntime", "ai_edge_litert", "hnswlib", "soundfile", "plyer",
 })
+
+# The project's build-side packages: a device module that imports one of these would drag torch onto the phone.
+BUILD_PACKAGES: frozenset[str] = frozenset({"core", "world", "compress", "export", "bundle", "benchmarks"})
 
 MAIN_PY = '''"""Android / packaged entry point: run the Sat2Sound app on the bundle shipped beside this file."""
 import os
@@ -68,7 +71,7 @@ def check_imports(root: Path = REPO, modules: tuple[str, ...] = DEVICE_MODULES) 
             top = name.split(".")[0]
             if name in staged or top in stdlib or top in DEVICE_PACKAGES or top == "__future__":
                 continue
-            if top in ("core", "gallery", "mobile_app"):
+            if top in ("contracts", "gallery", "mobile_app") or top in BUILD_PACKAGES:
                 problems.append(f"{rel} imports {name}, which is not a device module")
             else:
                 problems.append(f"{rel} imports {name}, which the device does not have")
@@ -98,7 +101,7 @@ def stage(out: Path, *, bundle: Path | None = None, kiosk: bool = False) -> Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobile_app.android_stage", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bundle.android_stage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "build" / "android-src"))
     parser.add_argument("--bundle", default=None, help="bundle to ship inside the APK (else copy one to the device)")
     parser.add_argument("--kiosk", action="store_true", help="start in exhibit mode")

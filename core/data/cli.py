@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from core.errors import ConfigError
+from contracts.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def _print_audio_resampling(res: dict, seconds: float) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "build":
         from core.config import get_preset
-        from core.world.build import build_world
+        from world.build import build_world
 
         try:
             cfg = get_preset(args.preset)
@@ -79,13 +79,13 @@ def run(args: argparse.Namespace) -> int:
               f"{time.perf_counter() - start:.1f} s")
         return 0
     if args.data_command == "sheet":
-        from core.world.contact_sheet import contact_sheet
+        from world.contact_sheet import contact_sheet
 
         path = contact_sheet(args.dataset, args.out, n=args.n, split=args.split)
         print(f"contact sheet {path} (clips in {path.parent / (path.stem + '_clips')})")
         return 0
     if args.data_command == "oracle":
-        from core.world.oracle import audio_resampling_oracle, caption_oracle_r10, caption_resampling_oracle, oracle_r10
+        from world.oracle import audio_resampling_oracle, caption_oracle_r10, caption_resampling_oracle, oracle_r10
 
         for flag, value in (("--resample", args.resample), ("--resample-audio", args.resample_audio)):
             if value < 0:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.errors import ConfigError
-from core.schema import SPLITS
-from core.world import landcover
+from contracts.errors import ConfigError
+from contracts.schema import SPLITS
+from world import landcover
 
 # (lon, lat) vertices of a coarse outline of the contiguous USA.
 CONUS: tuple[tuple[float, float], ...] = (

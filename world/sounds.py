@@ -17,7 +17,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import signal
 
-from core.errors import DataError
+from contracts.errors import DataError
 
 SOURCES: tuple[str, ...] = (
     "birdsong", "insects", "wind", "leaves", "surf", "stream", "rain", "traffic", "horns", "siren", "train",

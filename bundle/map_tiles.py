@@ -7,7 +7,7 @@ the app only ever shrinks imagery to the model's size (as training did), never e
 by half a view around the region, so a tap on the region's edge still has its whole view. A few coarser overview
 levels, and every level in between, make the map zoom smoothly.
 
-Tiles are drawn by the embedded world's renderer (core.world.tiles.render_tile: a pure function of place and ground
+Tiles are drawn by the embedded world's renderer (world.tiles.render_tile: a pure function of place and ground
 extent, so neighbouring tiles show the same ground) or any callable with the same signature.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bundle.mbtiles_writer import MBTilesWriter, encode_tile
 from mobile_app import mercator
-from mobile_app.mbtiles import MBTilesWriter, encode_tile
 
 Renderer = Callable[[float, float, int, float], np.ndarray]  # (lat, lon, px, ground_m) -> RGB uint8 (px, px, 3)
 
@@ -90,7 +90,7 @@ def plan_map(bounds: mercator.Bounds, zoom_ground_m: dict[int, float], image_siz
 
 def world_renderer(seed: int = 0) -> Renderer:
     """The embedded world's tile renderer (build side; imported only when a bundle is built)."""
-    from core.world.tiles import render_tile
+    from world.tiles import render_tile
 
     def render(lat: float, lon: float, px: int, ground_m: float) -> np.ndarray:
         return render_tile(lat, lon, px=px, ground_m=ground_m, seed=seed).rgb

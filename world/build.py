@@ -18,17 +18,18 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from core.config import Sat2SoundConfig
-from core.errors import ConfigError, DataError
-from core.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS, ZOOM_CROP_FRACTION
-from core.world import landcover
-from core.world.captions import audio_caption, image_caption, metadata_fields, place_word
-from core.world.encoding import audio_bytes, jpeg_bytes
-from core.world.locations import assign_splits, sample_location
-from core.world.places import (
+from contracts.errors import ConfigError, DataError
+from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS, ZOOM_CROP_FRACTION
+from world import landcover
+from world.captions import audio_caption, image_caption, metadata_fields, place_word
+from world.config import WorldConfig
+from world.encoding import audio_bytes, jpeg_bytes
+from world.locations import assign_splits, sample_location
+from world.places import (
     choose_audio_source,
     plausible_set,
     plausible_sources,
@@ -37,7 +38,7 @@ from core.world.places import (
     recording_month,
     sample_recording,
 )
-from core.world.shards import (
+from world.shards import (
     SCHEMA,
     WORLD_JSON,
     WORLD_KIND,
@@ -47,10 +48,25 @@ from core.world.shards import (
     shard_paths,
     write_shard,
 )
-from core.world.sounds import SOURCES, render_scene
-from core.world.tiles import FINE_CLASSES, render_tile
+from world.sounds import SOURCES, render_scene
+from world.tiles import FINE_CLASSES, render_tile
 
-GENERATOR = "core.world/1"
+
+class _AudioRate(Protocol):
+    sample_rate: int
+    clip_seconds: float
+
+
+class BuildConfig(Protocol):
+    """What a world build reads of a preset (``core.config.BuildConfig`` is one): the world's settings, the
+    audio rate and clip length its recordings are written at, and the whole config to record in world.json."""
+
+    world: WorldConfig
+    audio: _AudioRate
+
+    def to_dict(self) -> dict: ...
+
+GENERATOR = "world/1"
 _CAPTION_STYLE_P: dict[str, tuple[float, float, float]] = {  # metadata, qwen, pengi
     "yfcc": (0.3, 0.35, 0.35),
     "inaturalist": (0.2, 0.4, 0.4),
@@ -146,7 +162,7 @@ def _work(job: tuple[int, float, float, str]) -> dict:
 # ------------------------------------------------------------------------------------------------- the build
 
 
-def _build_key(cfg: Sat2SoundConfig, seed: int, n_samples: int) -> dict:
+def _build_key(cfg: BuildConfig, seed: int, n_samples: int) -> dict:
     """What the bytes of a world depend on; a folder built with another key is a different world."""
     w = cfg.world
     return {
@@ -187,7 +203,7 @@ def plan_locations(n_samples: int, seed: int, pool=None) -> list[tuple[float, fl
     return pool.map(_location, jobs, chunksize=64)
 
 
-def build_world(cfg: Sat2SoundConfig, out_dir: Path, *, seed: int | None = None, n_samples: int | None = None,
+def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_samples: int | None = None,
                 workers: int = 2, progress: bool = True) -> Path:
     """Write the world dataset for ``cfg`` into ``out_dir`` (GeoSound layout) and return the folder."""
     seed = cfg.world.seed if seed is None else int(seed)
