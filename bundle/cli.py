@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 
+from core.cli_args import add_export, add_shared
 from mobile_app.errors import BundleError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", metavar="BUNDLE", help="check every hash and fingerprint of a bundle and exit")
-    parser.add_argument("--model", help="export folder (sat2sound export) holding the image tower")
+    add_export(parser, required=False, help="export folder (sat2sound export) holding the image tower",
+               old=("--model",))
     parser.add_argument("--gallery", help="gallery folder (sat2sound gallery build) embedded by the same model")
     parser.add_argument("--region", help="LON0,LAT0,LON1,LAT1 of the area the device shows (WGS84 degrees)")
     parser.add_argument("--out", help="bundle folder to write")
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=88, help="JPEG quality of the map tiles")
     parser.add_argument("--seed", type=int, default=0, help="seed of the embedded world the map is drawn from")
     parser.add_argument("--max-tiles", type=int, default=20000, help="refuse regions needing more map tiles")
-    parser.add_argument("--no-progress", action="store_true")
+    add_shared(parser, "no-progress")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
         for line in lines:
             print(line)
         return 0 if ok else 2
-    missing = [f"--{n}" for n in ("model", "gallery", "region", "out") if not getattr(args, n)]
+    missing = [f"--{n}" for n in ("export", "gallery", "region", "out") if not getattr(args, n)]
     if missing:
         raise BundleError(f"building a bundle needs {', '.join(missing)} (or use --verify BUNDLE)")
     from bundle.build import build_bundle
 
-    report = build_bundle(args.model, args.gallery, args.region, args.out, force=args.force,
+    report = build_bundle(args.export, args.gallery, args.region, args.out, force=args.force,
                           tile_ground_m=args.tile_ground_m, image_size=args.image_size,
                           overview_levels=args.overview_levels, context_tiles=args.context_tiles,
                           tile_format=args.tile_format, quality=args.quality,

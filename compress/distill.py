@@ -41,6 +41,7 @@ from compress.distill_loss import AFFINITY_PAIRS, DistillWeights, distill_loss
 from compress.student import STUDENT_TEACHER, build_student, check_teacher_fits, freeze_copied, frozen_modules_eval
 from compress.teacher_targets import load_or_compute_targets
 from contracts.errors import CheckpointError, ConfigError, DataError, TrainingError
+from core.cli_args import add_ckpt, add_shared
 from core.config import Sat2SoundConfig, get_preset
 
 LAST_DIR = "last"
@@ -373,9 +374,7 @@ def distill(teacher: str | Path, data_dir: str | Path, out_dir: str | Path, *, p
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", required=True, help="teacher checkpoint folder (from `sat2sound train`)")
-    parser.add_argument("--preset", default=None,
-                        help="student preset (default: student-<teacher preset>, e.g. student-default)")
+    add_ckpt(parser, help="teacher checkpoint folder (from `sat2sound train`)", old=("--teacher",))
     parser.add_argument("--data", required=True, help="dataset folder (its train split; validation to select)")
     parser.add_argument("--out", required=True, help="student folder: checkpoint, last/ state, teacher targets, log")
     parser.add_argument("--epochs", type=int, default=None)
@@ -390,15 +389,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from OUT/last/ when it exists (default); --no-resume starts over")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--max-steps", type=int, default=None, help="stop (resumably) once this step is reached")
-    parser.add_argument("--cache-dir", default=None, help="where decoded features are cached")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_shared(parser, "preset", "cache-dir", "no-progress", preset_default=None)
 
 
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import read_config
     from core.train import override_config
 
-    teacher = Path(args.teacher)
+    teacher = Path(args.ckpt)
     if not teacher.is_dir():
         raise CheckpointError(f"teacher checkpoint folder {teacher} does not exist")
     cfg = get_preset(args.preset or default_student_preset(read_config(teacher)))

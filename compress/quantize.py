@@ -32,6 +32,7 @@ from typing import Any
 from compress.int8 import MIN_PARITY, SCHEMES, cpu_int8_quirks, quantize_tower
 from contracts.errors import ConfigError, DataError, Sat2SoundError
 from core.artifacts import move_into_place
+from core.cli_args import add_ckpt, add_shared
 
 INT8_KIND = "sat2sound-int8"
 QUANT_FILE = "quantization.json"
@@ -269,7 +270,7 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="fp32 checkpoint folder (student or teacher)")
+    add_ckpt(parser, help="fp32 checkpoint folder (student or teacher)", old=("--model",))
     parser.add_argument("--calib", default=None,
                         help="calibration data: a dataset folder (train, else validation split) or an .npz of "
                              "tower inputs; required by --scheme static")
@@ -289,10 +290,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-parity", type=float, default=MIN_PARITY,
                         help="per tower, keep the most outlier-prone layers float until the int8 embeddings reach "
                              "this mean cosine to fp32 on calibration samples (default %(default)s; 0 = off)")
-    parser.add_argument("--cache-dir", default=None, help="reuse fp32 ONNX exports of the same model from here")
     parser.add_argument("--threads", type=int, default=1, help="ORT / torch threads")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_shared(parser, "cache-dir", "no-progress")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -302,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.calib_size < 1:
         raise ConfigError("--calib-size must be >= 1")
-    res = quantize_model(args.model, args.out, calib=args.calib, scheme=args.scheme,
+    res = quantize_model(args.ckpt, args.out, calib=args.calib, scheme=args.scheme,
                          max_drop=None if args.no_gate else args.max_drop, data=args.data, split=args.split,
                          towers=parse_towers(args.towers), calib_size=args.calib_size, calib_method=args.calib_method,
                          min_parity=args.min_parity,

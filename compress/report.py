@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from contracts.errors import CheckpointError, ConfigError
+from core.cli_args import add_shared
 
 TARGETS = {"retention_pct": 95.0, "size_ratio": 5.0, "speed_ratio": 3.0}
 METRICS = ("i2a_r10", "i2a_mr", "a2i_r10", "a2i_mr", "i2t_r10", "i2t_mr")
@@ -232,8 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="FILE.md (FILE.json is written beside it)")
     parser.add_argument("--threads", default="1,2", help="thread counts to time (default 1,2)")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per round (3 rounds, min of medians)")
-    parser.add_argument("--cache-dir", default=None, help="reuse fp32 ONNX exports of the same models from here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_shared(parser, "cache-dir", "no-progress")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ import os
 import re
 import sys
 
-from contracts.errors import Sat2SoundError
+from contracts.errors import run_guarded
+from core.cli_args import check_required
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -90,7 +91,8 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "sat2sound") -> int:
+    """Run ``sat2sound ARGV``; ``prog`` names the program in messages (``python -m export`` runs this too)."""
     _offline_environment()
     argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
@@ -102,14 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(first._module)
     module.add_arguments(first._parser)
     args = parser.parse_args(argv)
-    try:
-        return int(module.run(args) or 0)
-    except Sat2SoundError as exc:
-        print(f"sat2sound {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"sat2sound {args.command}: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
-        return 130
+    check_required(first._parser, args)
+    return run_guarded(f"{prog} {args.command}" if prog == "sat2sound" else prog, lambda: module.run(args))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def shared_parent(flags: Sequence[str], *, preset_default: str | None = "default
     if "preset" in flags:
         names = _preset_names()
         default = f" (default: {preset_default})" if preset_default else ""
-        parent.add_argument("--preset", default=preset_default, choices=names, metavar="NAME",
+        parent.add_argument("--preset", default=preset_default, metavar="NAME",
                             help=f"config preset: {', '.join(names)}{default}")
     if "cache-dir" in flags:
         parent.add_argument("--cache-dir", default=None, help="where decoded features and reusable exports are cached")
@@ -49,6 +49,8 @@ class DeprecatedAlias(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
+        if self.nargs == 0:  # a flag: its value is the const
+            values = self.const
         if values is None or values == []:  # an absent optional positional
             return
         old = option_string or f"a positional {self.metavar or 'argument'}"
@@ -64,7 +66,8 @@ def add_path_input(parser: argparse.ArgumentParser, flag: str, *, required: bool
     When ``required``, the check runs after parsing (``check_required``) so that an old spelling satisfies it.
     """
     dest = flag.lstrip("-").replace("-", "_")
-    parser.add_argument(flag, dest=dest, default=default, metavar="DIR", help=help + (" (required)" if required else ""))
+    parser.add_argument(flag, dest=dest, default=default, metavar="DIR",
+                        help=help + (" (required)" if required else ""))
     for spelling in old:
         parser.add_argument(spelling, dest=dest, action=DeprecatedAlias, new=flag, default=argparse.SUPPRESS)
     if old_positional:
@@ -89,7 +92,8 @@ def add_export(parser: argparse.ArgumentParser, *, required: bool = True, help: 
 
 def check_required(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """argparse's own 'required' error for the path inputs that neither the new nor an old spelling gave."""
-    missing = [flag for dest, flag in getattr(args, "_required_inputs", None) or [] if getattr(args, dest, None) is None]
+    needed = getattr(args, "_required_inputs", None) or []
+    missing = [flag for dest, flag in needed if getattr(args, dest, None) is None]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
 

@@ -17,17 +17,21 @@ import numpy as np
 import torch
 
 from contracts.errors import ConfigError
+from core.cli_args import DeprecatedAlias, add_ckpt, add_shared
+
+DEFAULT_FEATURE_CACHE = "runs/cache/features"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True)
+    add_ckpt(p, help="checkpoint folder (teacher or student)")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--split", default="test")
     p.add_argument("--zoom", type=int, default=1)
     p.add_argument("--groups", type=int, default=8, help="how many concept groups on the sheet")
     p.add_argument("--per-group", type=int, default=6, help="tiles shown per group")
     p.add_argument("--out", default="runs/concepts")
-    p.add_argument("--cache", default="runs/cache/features", help="decoded-feature cache folder")
+    add_shared(p, "cache-dir")
+    p.add_argument("--cache", dest="cache_dir", action=DeprecatedAlias, new="--cache-dir")
 
 
 @torch.no_grad()
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from core.data.features import FeatureTable
 
     loaded = load_checkpoint(args.ckpt)
-    table = FeatureTable.build(args.data, args.split, loaded.cfg, cache_dir=args.cache)
+    table = FeatureTable.build(args.data, args.split, loaded.cfg, cache_dir=args.cache_dir or DEFAULT_FEATURE_CACHE)
     if args.zoom not in table.zooms:
         raise ConfigError(f"--zoom must be one of {table.zooms}")
     w = concept_weights(loaded, table, args.zoom)

@@ -29,6 +29,7 @@ import torch
 
 from contracts.errors import ConfigError
 from contracts.schema import META_FIELDS
+from core.cli_args import add_ckpt, add_shared
 from core.metrics import CHANCE_R10, chance_recall_at_percent, compose, retrieval_report
 
 META_SETTINGS_ORDER: tuple[str, ...] = ("none", *META_FIELDS, "all")
@@ -344,7 +345,8 @@ def write_report(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="checkpoint folder (config.json + model.safetensors + manifest.json)")
+    add_ckpt(parser, help="checkpoint folder (config.json + model.safetensors + manifest.json)",
+             old_positional="CHECKPOINT")
     parser.add_argument("--data", required=True, help="dataset folder (embedded world or GeoSound/SoundingEarth)")
     parser.add_argument("--split", default="test", help="train, validation or test (default test)")
     parser.add_argument("--zooms", default=None, help="comma-separated zoom levels (default: all of the config's)")
@@ -352,9 +354,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metadata settings: none, all, each (every field alone) or field names")
     parser.add_argument("--composed", default=",".join(COMPOSED_MODES), help="composed settings: none,audio,query")
     parser.add_argument("--out", default=None, help="write FILE.json and FILE.md (default: print the markdown only)")
-    parser.add_argument("--cache-dir", default=None, help="where decoded features are cached")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_shared(parser, "cache-dir", "no-progress")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -364,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [c for c in composed if c not in COMPOSED_MODES]
     if bad or not composed:
         raise ConfigError(f"unknown composed setting(s) {bad}; expected some of {', '.join(COMPOSED_MODES)}")
-    res = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.zooms, args.metadata,
+    res = evaluate_checkpoint(args.ckpt, args.data, args.split, args.zooms, args.metadata,
                               composed=composed, cache_dir=args.cache_dir, progress=not args.no_progress)
     text = to_markdown(res)
     if args.out:

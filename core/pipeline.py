@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.errors import Sat2SoundError
+from core.cli_args import add_shared
+from core.config import student_preset_for
 
 # The map regions the pipeline draws: the contiguous USA (country scale, Figure 3c) and a city-scale box.
 USA_BBOX = "-125,24.5,-66.5,49.5"
@@ -46,7 +48,7 @@ class Stage:
 
 
 def _stages(preset: str) -> list[Stage]:
-    student = f"student-{preset}" if preset in ("tiny", "default", "paper") else "student-default"
+    student = student_preset_for(preset) or student_preset_for("default")
     maps_cols = {"tiny": 12}.get(preset, 160)  # ~10,000 tiles over the contiguous USA
     city_cols = {"tiny": 8}.get(preset, 60)
     ground_n = {"tiny": 5}.get(preset, 150)
@@ -62,7 +64,7 @@ def _stages(preset: str) -> list[Stage]:
                 "--cache-dir", cache(o)]
 
     def evaluate(o, a):
-        return ["evaluate", str(o / "teacher"), "--data", str(o / "world"), "--split", "test",
+        return ["evaluate", "--ckpt", str(o / "teacher"), "--data", str(o / "world"), "--split", "test",
                 "--out", str(o / "eval" / "teacher.json"), "--cache-dir", cache(o)]
 
     def maps(o, a):
@@ -76,11 +78,11 @@ def _stages(preset: str) -> list[Stage]:
                 "--n", str(ground_n), "--out", str(o / "grounding")]
 
     def distill(o, a):
-        return ["distill", "--teacher", str(o / "teacher"), "--preset", student, "--data", str(o / "world"),
+        return ["distill", "--ckpt", str(o / "teacher"), "--preset", student, "--data", str(o / "world"),
                 "--out", str(o / "student"), "--cache-dir", cache(o)]
 
     def quantize(o, a):
-        return ["quantize", "--model", str(o / "student"), "--calib", str(o / "world"), "--out", str(o / "int8"),
+        return ["quantize", "--ckpt", str(o / "student"), "--calib", str(o / "world"), "--out", str(o / "int8"),
                 "--max-drop", "0.02", "--cache-dir", str(o / "cache" / "onnx")]
 
     def report_compress(o, a):
@@ -89,7 +91,7 @@ def _stages(preset: str) -> list[Stage]:
                 "--cache-dir", str(o / "cache" / "onnx")]
 
     def export(o, a):
-        return ["export", "--model", str(o / "int8"), "--target", "onnx", "--target", "ort", "--target", "tflite",
+        return ["export", "--ckpt", str(o / "int8"), "--target", "onnx", "--target", "ort", "--target", "tflite",
                 "--target", "coreml", "--data", str(o / "world"), "--out", str(o / "export")]
 
     def gallery(o, a):
@@ -98,7 +100,7 @@ def _stages(preset: str) -> list[Stage]:
                 "--renderer", "procedural", "--out", str(o / "gallery")]
 
     def bundle(o, a):
-        return ["bundle", "--model", str(o / "export"), "--gallery", str(o / "gallery"), "--region", CITY_BBOX,
+        return ["bundle", "--export", str(o / "export"), "--gallery", str(o / "gallery"), "--region", CITY_BBOX,
                 "--out", str(o / "bundle")]
 
     return [
@@ -117,7 +119,7 @@ def _stages(preset: str) -> list[Stage]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="default", help="tiny (seconds, for tests) or default (the embedded demo)")
+    add_shared(p, "preset")
     p.add_argument("--out", default="runs/demo", help="run folder; rerunning resumes it")
     p.add_argument("--only", default=None, help="comma-separated stage names to run (others are skipped)")
     p.add_argument("--until", default=None, help="stop after this stage")

@@ -51,7 +51,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from contracts.errors import ConfigError, DataError, Sat2SoundError, TrainingError
+from contracts.errors import ConfigError, DataError, TrainingError
+from core.cli_args import add_shared
 from core.config import Sat2SoundConfig, get_preset, set_values
 from core.epoch_loop import run_epochs
 from core.evaluate import validation_metrics
@@ -556,7 +557,6 @@ class Trainer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="default", help="config preset: tiny, default or paper")
     parser.add_argument("--data", required=True, help="dataset folder (embedded world or GeoSound layout)")
     parser.add_argument("--out", required=True, help="output folder: best checkpoint, last/ state, train_log.jsonl")
     parser.add_argument("--epochs", type=int, default=None)
@@ -577,8 +577,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from OUT/last/ when it exists (default on)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--max-steps", type=int, default=None, help="stop (resumably) once this global step is reached")
-    parser.add_argument("--cache-dir", default=None, help="where decoded features are cached")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_shared(parser, "preset", "cache-dir", "no-progress")
 
 
 def config_from_args(args: argparse.Namespace) -> Sat2SoundConfig:
@@ -607,20 +606,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m core.train ...` (also what torchrun runs): the same options and error handling as the CLI."""
-    parser = argparse.ArgumentParser(prog="python -m core.train", description="train the Sat2Sound teacher")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        return run(args)
-    except Sat2SoundError as exc:
-        print(f"sat2sound train: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("sat2sound train: interrupted; the state is saved in OUT/last and a rerun resumes", file=sys.stderr)
-        return 130
+    from core.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)], prog="python -m core.train")
 
 
 if __name__ == "__main__":

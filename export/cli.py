@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.cli_args import DeprecatedAlias, add_ckpt, add_shared
 from export.parity import FP32_MIN_COSINE, INT8_MEAN_COSINE, MAX_R10_DROP, Gates
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint folder (teacher, student or a quantize output)")
+    add_ckpt(parser, help="checkpoint folder (teacher, student or a quantize output)", old=("--model",))
     parser.add_argument("--target", action="append", required=True, metavar="TARGET",
                         help="onnx, ort, coreml or tflite; repeat or comma-separate for several")
     parser.add_argument("--out", required=True, help="output folder (refused if it exists, unless --force)")
@@ -35,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-r10-drop", type=float, default=MAX_R10_DROP,
                         help=f"largest I2A R@10%% drop vs PyTorch with --data (default {MAX_R10_DROP})")
     parser.add_argument("--threads", type=int, default=1, help="runtime threads for the parity runs (default 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_shared(parser, "no-progress")
+    parser.add_argument("--quiet", dest="no_progress", action=DeprecatedAlias, new="--no-progress", nargs=0,
+                        const=True)
 
 
 def _summary(manifest: dict[str, Any]) -> str:
@@ -59,10 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
     gates = Gates(fp32_min_cosine=args.fp32_min_cos, int8_mean_cosine=args.int8_min_cos,
                   max_r10_drop=args.max_r10_drop)
-    manifest = export_model(args.model, args.out, args.target, towers=args.towers, int8=args.int8,
+    manifest = export_model(args.ckpt, args.out, args.target, towers=args.towers, int8=args.int8,
                             force=args.force, data=args.data, split=args.split, gates=gates,
-                            progress=not args.quiet, threads=args.threads)
-    if not args.quiet:
-        print(_summary(manifest))
-        print(f"wrote {len(manifest['files'])} file(s) and manifest.json to {args.out}")
+                            progress=not args.no_progress, threads=args.threads)
+    print(_summary(manifest))
+    print(f"wrote {len(manifest['files'])} file(s) and manifest.json to {args.out}")
     return 0

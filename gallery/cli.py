@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from contracts.errors import DataError
+from core.cli_args import add_shared
 from gallery.errors import GalleryError
 from gallery.layout import CLIP_FORMATS, HNSW_EF_CONSTRUCTION, HNSW_M, KINDS
 
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--workers", type=int, default=2, help="processes rendering and encoding clips")
     b.add_argument("--hnsw-m", type=int, default=HNSW_M)
     b.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
-    b.add_argument("--no-progress", action="store_true")
+    add_shared(b, "no-progress")
 
     q = sub.add_parser("query", help="search a gallery by text, place or sound")
     q.add_argument("gallery", type=Path, metavar="GALLERY_DIR")

@@ -128,7 +128,7 @@ def test_demo_bundle_is_complete_and_consistent(demo, capsys):
 
 def test_cli_build_refuses_to_overwrite_without_force(demo, tmp_path, capsys):
     out = tmp_path / "b"
-    args = ["bundle", "--model", str(demo["export"]), "--gallery", str(demo["gallery"]), "--region", SMALL_REGION,
+    args = ["bundle", "--export", str(demo["export"]), "--gallery", str(demo["gallery"]), "--region", SMALL_REGION,
             "--out", str(out), "--overview-levels", "0", "--context-tiles", "0", "--no-progress"]
     assert cli_main(args) == 0
     assert "map tiles" in capsys.readouterr().out
@@ -179,7 +179,7 @@ def test_model_and_gallery_of_different_models_are_refused(demo, other_gallery, 
     ("8.0,47.0,10.0,48.5", "map tiles"),
 ])
 def test_bad_regions_are_refused(demo, tmp_path, capsys, region, message):
-    assert cli_main(["bundle", "--model", str(demo["export"]), "--gallery", str(demo["gallery"]), "--region",
+    assert cli_main(["bundle", "--export", str(demo["export"]), "--gallery", str(demo["gallery"]), "--region",
                      region, "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
@@ -199,7 +199,7 @@ def test_bad_model_folders_are_refused(demo, tmp_path, capsys):
     (noimg / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="no image tower"):
         read_export(noimg)
-    assert cli_main(["bundle", "--model", str(demo["export"])]) == 2
+    assert cli_main(["bundle", "--export", str(demo["export"])]) == 2
     assert "needs --gallery, --region, --out" in capsys.readouterr().err
 
 

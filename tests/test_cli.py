@@ -58,3 +58,55 @@ def test_pipeline_lists_stages_and_refuses_unknown_ones(tmp_path, capsys):
         assert stage in out
     assert main(["pipeline", "--preset", "tiny", "--out", str(tmp_path / "run"), "--only", "nonsense"]) == 2
     assert main(["pipeline", "--preset", "huge", "--out", str(tmp_path / "run")]) == 2
+
+
+MODEL_INPUT_COMMANDS = ("evaluate", "map", "ground", "concepts", "distill", "quantize", "export")
+
+
+@pytest.mark.parametrize("name", MODEL_INPUT_COMMANDS)
+def test_a_model_input_is_spelt_ckpt_everywhere(name, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    assert "--ckpt DIR" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, old", [
+    (["quantize", "--model", "/nonexistent/ckpt", "--out", "/nonexistent/out", "--no-gate"], "--model"),
+    (["export", "--model", "/nonexistent/ckpt", "--target", "onnx", "--out", "/nonexistent/out"], "--model"),
+    (["distill", "--teacher", "/nonexistent/ckpt", "--data", "/nonexistent/d", "--out", "/nonexistent/o"], "--teacher"),
+    (["evaluate", "/nonexistent/ckpt", "--data", "/nonexistent/d"], "CHECKPOINT"),
+])
+def test_old_spellings_still_work_with_a_deprecation_message(argv, old, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert f"{old} is deprecated, use --ckpt" in err
+    assert "/nonexistent/ckpt" in err and code == 2  # the old spelling's value reached the command
+    assert "Traceback" not in err
+
+
+def test_bundle_takes_the_export_folder_as_export(capsys):
+    assert main(["bundle", "--model", "/nonexistent/export"]) == 2
+    err = capsys.readouterr().err
+    assert "--model is deprecated, use --export" in err and "--gallery" in err
+
+
+def test_missing_model_input_is_argparse_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["quantize", "--out", "/nonexistent/out"])
+    assert exc.value.code == 2
+    assert "the following arguments are required: --ckpt" in capsys.readouterr().err
+
+
+def test_every_preset_is_listed_by_the_shared_preset_flag(capsys):
+    from core.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in PRESETS)
+
+
+def test_export_quiet_is_the_old_no_progress(capsys):
+    assert main(["export", "--ckpt", "/nonexistent/ckpt", "--target", "onnx", "--out", "/nonexistent/o",
+                 "--quiet"]) == 2
+    assert "--quiet is deprecated, use --no-progress" in capsys.readouterr().err

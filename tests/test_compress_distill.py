@@ -91,7 +91,7 @@ def test_teacher_of_another_preset_is_refused_with_the_differences():
 
 
 def test_distill_cli_refuses_a_teacher_of_another_preset(teacher, dataset, tmp_path, capsys):
-    code = main(["distill", "--teacher", str(teacher), "--preset", "student-default", "--data", str(dataset),
+    code = main(["distill", "--ckpt", str(teacher), "--preset", "student-default", "--data", str(dataset),
                  "--out", str(tmp_path / "s"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "does not fit student preset 'student-default'" in err and "codebook size M 64 != 1024" in err
@@ -135,7 +135,7 @@ def test_partial_metadata_masks_are_seeded_and_about_half():
 
 def test_distill_runs_resumes_and_writes_a_student(teacher, dataset, tmp_path, capsys):
     out = tmp_path / "student"
-    args = ["distill", "--teacher", str(teacher), "--data", str(dataset), "--out", str(out), "--epochs", "3",
+    args = ["distill", "--ckpt", str(teacher), "--data", str(dataset), "--out", str(out), "--epochs", "3",
             "--batch-size", "8", "--threads", "1", "--no-progress"]
     assert main([*args, "--max-steps", "3"]) == 0  # 2 steps per epoch: stops inside epoch 2
     assert "stopped at step 3/6" in capsys.readouterr().out

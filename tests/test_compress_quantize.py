@@ -41,7 +41,7 @@ def setup(tmp_path_factory):
 
 
 def _quantize(setup, out, *extra):
-    return main(["quantize", "--model", str(setup["student"]), "--calib", str(setup["data"]), "--out", str(out),
+    return main(["quantize", "--ckpt", str(setup["student"]), "--calib", str(setup["data"]), "--out", str(out),
                  "--towers", TOWERS, "--cache-dir", str(setup["cache"]), "--no-progress", *extra])
 
 
@@ -118,7 +118,7 @@ def test_calibration_of_the_wrong_shape_is_refused(setup, tmp_path, capsys):
     bad = tmp_path / "calib.npz"
     np.savez(bad, **arrays)
     out = tmp_path / "q"
-    code = main(["quantize", "--model", str(setup["student"]), "--calib", str(bad), "--data", str(setup["data"]),
+    code = main(["quantize", "--ckpt", str(setup["student"]), "--calib", str(bad), "--data", str(setup["data"]),
                  "--out", str(out), "--scheme", "static", "--towers", TOWERS, "--cache-dir", str(setup["cache"]),
                  "--no-progress"])
     err = capsys.readouterr().err
@@ -126,7 +126,7 @@ def test_calibration_of_the_wrong_shape_is_refused(setup, tmp_path, capsys):
     assert "expects Nx3x24x24" in err and not out.exists()
     # right shapes but no samples
     np.savez(bad, **{k: v[:0] for k, v in arrays.items()})
-    code = main(["quantize", "--model", str(setup["student"]), "--calib", str(bad), "--data", str(setup["data"]),
+    code = main(["quantize", "--ckpt", str(setup["student"]), "--calib", str(bad), "--data", str(setup["data"]),
                  "--out", str(out), "--scheme", "static", "--towers", TOWERS, "--cache-dir", str(setup["cache"]),
                  "--no-progress"])
     assert code == 2 and "holds no samples for the image tower" in capsys.readouterr().err
@@ -137,7 +137,7 @@ def test_empty_calibration_dataset_is_refused(setup, tmp_path, capsys):
     empty = tmp_path / "empty"
     for split in ("train", "validation"):
         write_shards([], empty / "data", split, 1, GEOSOUND_SCHEMA)
-    code = main(["quantize", "--model", str(setup["student"]), "--calib", str(empty), "--data", str(setup["data"]),
+    code = main(["quantize", "--ckpt", str(setup["student"]), "--calib", str(empty), "--data", str(setup["data"]),
                  "--out", str(tmp_path / "q"), "--scheme", "static", "--towers", TOWERS,
                  "--cache-dir", str(setup["cache"]), "--no-progress"])
     err = capsys.readouterr().err

@@ -161,8 +161,8 @@ def test_model_without_metadata_evaluates_only_none(tmp_path, tiny_cfg, tiny_wor
 def test_cli_writes_json_and_markdown(checkpoint, tiny_world, tmp_path, report, capsys):
     _, cache = report
     out = tmp_path / "eval" / "result.json"
-    code = cli_main(["evaluate", str(checkpoint), "--data", str(tiny_world), "--split", "test", "--zooms", "1",
-                     "--metadata", "none,all", "--out", str(out), "--cache-dir", str(cache), "--no-progress"])
+    code = cli_main(["evaluate", "--ckpt", str(checkpoint), "--data", str(tiny_world), "--split", "test",
+                     "--zooms", "1", "--metadata", "none,all", "--out", str(out), "--cache-dir", str(cache), "--no-progress"])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["zooms"] == [1] and res["metadata"] == ["none", "all"]
@@ -173,15 +173,15 @@ def test_cli_writes_json_and_markdown(checkpoint, tiny_world, tmp_path, report, 
 
 def test_cli_bad_inputs(checkpoint, tiny_world, tmp_path, report, capsys):
     _, cache = report
-    assert cli_main(["evaluate", str(tmp_path / "missing"), "--data", str(tiny_world)]) == 2
+    assert cli_main(["evaluate", "--ckpt", str(tmp_path / "missing"), "--data", str(tiny_world)]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli_main(["evaluate", str(checkpoint), "--data", str(tiny_world), "--split", "holdout",
+    assert cli_main(["evaluate", "--ckpt", str(checkpoint), "--data", str(tiny_world), "--split", "holdout",
                      "--cache-dir", str(cache)]) == 2
     assert "unknown split" in capsys.readouterr().err
-    assert cli_main(["evaluate", str(checkpoint), "--data", str(tiny_world), "--zooms", "2",
+    assert cli_main(["evaluate", "--ckpt", str(checkpoint), "--data", str(tiny_world), "--zooms", "2",
                      "--cache-dir", str(cache), "--no-progress"]) == 2
     assert "zoom" in capsys.readouterr().err
-    assert cli_main(["evaluate", str(checkpoint), "--data", str(tiny_world), "--metadata", "weather"]) == 2
+    assert cli_main(["evaluate", "--ckpt", str(checkpoint), "--data", str(tiny_world), "--metadata", "weather"]) == 2
     assert "unknown metadata setting" in capsys.readouterr().err
-    assert cli_main(["evaluate", str(checkpoint), "--data", str(tiny_world), "--composed", "both"]) == 2
+    assert cli_main(["evaluate", "--ckpt", str(checkpoint), "--data", str(tiny_world), "--composed", "both"]) == 2
     assert "composed" in capsys.readouterr().err

@@ -38,8 +38,8 @@ def exported(checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     world = build_world(cfg, root / "world", workers=1, progress=False)
     out = root / "out"
-    code = main(["export", "--model", str(ckpt), "--target", "onnx", "--target", "ort", "--towers", "image,audio",
-                 "--out", str(out), "--data", str(world), "--split", "train", "--max-r10-drop", "0.2", "--quiet"])
+    code = main(["export", "--ckpt", str(ckpt), "--target", "onnx", "--target", "ort", "--towers", "image,audio",
+                 "--out", str(out), "--data", str(world), "--split", "train", "--max-r10-drop", "0.2", "--no-progress"])
     assert code == 0
     return out
 
@@ -96,12 +96,12 @@ def test_export_writes_every_file_with_a_matching_manifest(exported, checkpoint)
 def test_existing_output_is_refused_and_a_failed_parity_check_writes_nothing(exported, checkpoint, capsys):
     ckpt, _, _ = checkpoint
     before = sha256_path(exported / "manifest.json")
-    code = main(["export", "--model", str(ckpt), "--target", "onnx", "--out", str(exported), "--quiet"])
+    code = main(["export", "--ckpt", str(ckpt), "--target", "onnx", "--out", str(exported), "--no-progress"])
     assert code == 2
     assert "already exists" in capsys.readouterr().err
     # --force, but an int8 gate no real int8 file can meet: exit non-zero with the figures, old export untouched
-    code = main(["export", "--model", str(ckpt), "--target", "onnx", "--towers", "audio", "--out", str(exported),
-                 "--force", "--int8-min-cos", "0.9999999", "--quiet"])
+    code = main(["export", "--ckpt", str(ckpt), "--target", "onnx", "--towers", "audio", "--out", str(exported),
+                 "--force", "--int8-min-cos", "0.9999999", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2
     assert "parity check failed" in err and "onnx/audio.int8.onnx: mean_cosine 0.99" in err
@@ -112,8 +112,8 @@ def test_existing_output_is_refused_and_a_failed_parity_check_writes_nothing(exp
 def test_failed_parity_into_a_new_folder_leaves_no_folder(checkpoint, tmp_path, capsys):
     ckpt, _, _ = checkpoint
     out = tmp_path / "never"
-    code = main(["export", "--model", str(ckpt), "--target", "onnx", "--towers", "audio", "--no-int8",
-                 "--fp32-min-cos", "1.5", "--out", str(out), "--quiet"])
+    code = main(["export", "--ckpt", str(ckpt), "--target", "onnx", "--towers", "audio", "--no-int8",
+                 "--fp32-min-cos", "1.5", "--out", str(out), "--no-progress"])
     assert code == 2
     assert "onnx/audio.fp32.onnx: min_cosine" in capsys.readouterr().err
     assert not out.exists() and _leftovers(tmp_path) == []
@@ -121,7 +121,7 @@ def test_failed_parity_into_a_new_folder_leaves_no_folder(checkpoint, tmp_path, 
 
 def test_unknown_target_is_refused(checkpoint, tmp_path, capsys):
     ckpt, _, _ = checkpoint
-    code = main(["export", "--model", str(ckpt), "--target", "onnx,tensorrt", "--out", str(tmp_path / "o")])
+    code = main(["export", "--ckpt", str(ckpt), "--target", "onnx,tensorrt", "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
     assert "unknown target(s) 'tensorrt'" in err and "onnx, ort, coreml, tflite" in err
@@ -130,7 +130,7 @@ def test_unknown_target_is_refused(checkpoint, tmp_path, capsys):
 
 def test_unknown_tower_is_refused(checkpoint, tmp_path, capsys):
     ckpt, _, _ = checkpoint
-    code = main(["export", "--model", str(ckpt), "--target", "onnx", "--towers", "image,video",
+    code = main(["export", "--ckpt", str(ckpt), "--target", "onnx", "--towers", "image,video",
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "unknown tower(s) 'video'" in capsys.readouterr().err
 
@@ -140,9 +140,9 @@ def test_model_folder_without_weights_is_refused(checkpoint, tmp_path, capsys):
     broken = tmp_path / "noweights"
     shutil.copytree(ckpt, broken)
     (broken / "model.safetensors").unlink()
-    code = main(["export", "--model", str(broken), "--target", "onnx", "--out", str(tmp_path / "o")])
+    code = main(["export", "--ckpt", str(broken), "--target", "onnx", "--out", str(tmp_path / "o")])
     assert code == 2 and "no weights" in capsys.readouterr().err
-    missing = main(["export", "--model", str(tmp_path / "nothing"), "--target", "onnx", "--out", str(tmp_path / "o")])
+    missing = main(["export", "--ckpt", str(tmp_path / "nothing"), "--target", "onnx", "--out", str(tmp_path / "o")])
     assert missing == 2 and "does not exist" in capsys.readouterr().err
 
 
@@ -153,7 +153,7 @@ def test_config_that_does_not_match_the_weights_is_refused(checkpoint, tmp_path,
     cfg = json.loads((broken / "config.json").read_text())
     cfg["model"]["codebook"]["size"] = 128
     (broken / "config.json").write_text(json.dumps(cfg))
-    code = main(["export", "--model", str(broken), "--target", "onnx", "--out", str(tmp_path / "o")])
+    code = main(["export", "--ckpt", str(broken), "--target", "onnx", "--out", str(tmp_path / "o")])
     assert code == 2
     assert "does not match the weights" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

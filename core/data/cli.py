@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 
 from contracts.errors import ConfigError
+from core.cli_args import add_shared
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="build the embedded world dataset (GeoSound layout)")
-    b.add_argument("--preset", default="default", help="config preset: tiny, default or paper (default: default)")
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--seed", type=int, default=None, help="world seed (default: the preset's)")
     b.add_argument("--n-samples", type=int, default=None, help="number of samples (default: the preset's)")
     b.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_shared(b, "preset", "no-progress")
     s = sub.add_parser("sheet", help="contact sheet PNG of a world folder (+ a few clips beside it)")
     s.add_argument("dataset", type=Path)
     s.add_argument("--out", required=True, type=Path, help="PNG file to write")
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("dataset", type=Path)
     c.add_argument("--split", default=None, help="only this split (default: every split found)")
     c.add_argument("--media", action="store_true", help="also decode every image and audio clip (slower)")
-    c.add_argument("--preset", default="default", help="config whose audio/image settings are checked against")
+    add_shared(c, "preset")
 
 
 def _print_audio_resampling(res: dict, seconds: float) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts.errors import ConfigError, DataError
+from core.cli_args import add_ckpt
 
 DEFAULT_EVAL_QUERIES = (
     "birds chirping in the trees", "waves crashing on the beach", "sounds of farm machinery",
@@ -18,7 +19,7 @@ DEFAULT_EVAL_QUERIES = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint folder (codebook head)")
+    add_ckpt(p, help="checkpoint folder (codebook head)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--tile", help="an aerial image file (treated as a native Bing-like tile, cropped for --zoom)")
     src.add_argument("--at", help="LAT,LON: render the embedded world's tile there")

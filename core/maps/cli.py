@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from contracts.errors import ConfigError
+from core.cli_args import add_ckpt, add_shared
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint folder (teacher or student)")
+    add_ckpt(p, help="checkpoint folder (teacher or student)")
     p.add_argument("--bbox", required=True, help="LON0,LAT0,LON1,LAT1, e.g. -125,24,-66,50 for the contiguous USA")
     p.add_argument("--zoom", type=int, default=1, help="zoom level the tiles are seen at (1, 3 or 5)")
     p.add_argument("--query", action="append", default=[], help="text query (repeatable)")
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="tile-rendering processes (0 = in-process)")
     p.add_argument("--chunk", type=int, default=256, help="tiles per cache chunk / batch")
     p.add_argument("--seed", type=int, default=None, help="world seed (default: the checkpoint config's)")
-    p.add_argument("--no-progress", action="store_true")
+    add_shared(p, "no-progress")
 
 
 def slug(text: str) -> str:
