@@ -162,7 +162,8 @@ def test_cli_writes_json_and_markdown(checkpoint, tiny_world, tmp_path, report, 
     _, cache = report
     out = tmp_path / "eval" / "result.json"
     code = cli_main(["evaluate", "--ckpt", str(checkpoint), "--data", str(tiny_world), "--split", "test",
-                     "--zooms", "1", "--metadata", "none,all", "--out", str(out), "--cache-dir", str(cache), "--no-progress"])
+                     "--zooms", "1", "--metadata", "none,all", "--out", str(out), "--cache-dir", str(cache),
+                     "--no-progress"])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["zooms"] == [1] and res["metadata"] == ["none", "all"]
