@@ -8,7 +8,7 @@ from __future__ import annotations
 
 ZOOMS: tuple[int, ...] = (1, 3, 5)
 
-# Audio source index as the paper's metadata embedding uses it (REFERENCE.md).
+# Audio source index as the paper's metadata embedding uses it.
 AUDIO_SOURCES: tuple[str, ...] = ("yfcc", "inaturalist", "aporee", "freesound")
 AUDIO_SOURCE_ALIASES: dict[str, str] = {
     "flickr": "yfcc", "inat": "inaturalist", "radio aporee": "aporee", "aporee:radio": "aporee",
@@ -31,7 +31,7 @@ ZOOM_CROP_FRACTION: dict[str, dict[int, float]] = {
     "googleearth": {1: 0.25},
 }
 
-# Columns of the GeoSound layout (REFERENCE.md). SoundingEarth uses googleearth_image, date_recorded, short_id.
+# Columns of the GeoSound layout. SoundingEarth uses googleearth_image, date_recorded, short_id.
 GEOSOUND_FIELDS: tuple[str, ...] = (
     "sample_id", "source", "audio", "bingmap_image", "sentinel_image", "audio_caption", "audio_caption_source",
     "mel_features", "llava_caption_bingmap_zl1", "llava_caption_bingmap_zl3", "llava_caption_bingmap_zl5",

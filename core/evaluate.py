@@ -1,6 +1,6 @@
 """`sat2sound evaluate`: the benchmarks' retrieval protocol on a checkpoint, per zoom and per metadata setting.
 
-What is measured (REFERENCE.md "Metrics", the paper's Tables 1, 2, 6, 12-14 and the authors' evaluation code):
+What is measured (the paper's metrics and Tables 1, 2, 6, 12-14 and the authors' evaluation code):
 - image <-> audio: I2A (image queries, audio gallery) and A2I, R@10% and median rank, in three composed settings:
   ``none``  : image vs audio;
   ``audio`` : the audio side is normalise(norm(a) + norm(c)) (c = the recording's audio caption), both directions;
@@ -18,15 +18,18 @@ Chance level of R@10% is 0.10 (its exact value for the gallery size is reported 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from contracts.artifacts import ArtifactKind
 from contracts.errors import ConfigError
 from contracts.schema import META_FIELDS
 from core.cli_args import add_ckpt, add_shared
@@ -215,18 +218,50 @@ def validation_metrics(model: torch.nn.Module, table: Any, *, progress: bool = F
 # --------------------------------------------------------------------------------------------------- the API
 
 
+@dataclass
+class Evaluation:
+    """What ``evaluate_checkpoint`` measured: provenance, N and chance levels, and the metric rows.
+
+    ``retrieval``: one row per zoom x metadata setting x composed mode (I2A / A2I R@10% and median rank);
+    ``image_text``: one row per zoom x metadata setting; ``image_text_mean``: per setting, averaged over zooms (as
+    the paper's Table 2). ``to_dict()`` is the JSON written by ``write_report``.
+    """
+
+    checkpoint: str
+    fingerprint: str
+    preset: str
+    head: str
+    trained_with_metadata: bool
+    data: str
+    split: str
+    n: int
+    chance_r10: float
+    chance_r10_exact: float
+    chance_mr: float
+    zooms: list[int]
+    metadata: list[str]
+    composed: list[str]
+    retrieval: list[dict[str, Any]]
+    image_text: list[dict[str, Any]]
+    image_text_mean: dict[str, dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": str(ArtifactKind.EVALUATION), **dataclasses.asdict(self)}
+
+
 def evaluate_checkpoint(checkpoint: str | Path | Any, data_dir: str | Path, split: str = "test",
                         zooms: Sequence[int] | str | None = None,
                         metadata_modes: Sequence[str] | str = ("none", "all", "each"),
                         cfg_override: Any = None, *, composed: Sequence[str] = COMPOSED_MODES,
                         cache_dir: str | Path | None = None, batch_size: int = EVAL_BATCH,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True) -> Evaluation:
     """Evaluate a checkpoint folder (or an already loaded ``core.checkpoint.Loaded``) on a dataset split.
 
     ``cfg_override``: a Sat2SoundConfig whose data settings (audio front end, image size/imagery/zooms) are used
     to read the data instead of the checkpoint's own; its model settings are ignored.
-    Returns a JSON-able dict: provenance, N, chance level, ``retrieval`` rows (zoom x metadata x composed) and
-    ``image_text`` rows (zoom x metadata), plus ``image_text_mean`` (averaged over zooms, as the paper's Table 2).
+    Returns an ``Evaluation``.
     """
     from core.checkpoint import Loaded, load_checkpoint
     from core.data.features import FeatureTable
@@ -262,28 +297,13 @@ def evaluate_checkpoint(checkpoint: str | Path | Any, data_dir: str | Path, spli
         rows = [r for r in image_text if r["metadata"] == setting]
         mean[setting] = {k: float(np.mean([r[k] for r in rows])) for k in ("i2t_r10", "i2t_mr", "t2i_r10", "t2i_mr")}
     n = len(table)
-    return {
-        "kind": "sat2sound-evaluation",
-        "checkpoint": str(getattr(loaded, "path", "")),
-        "fingerprint": loaded.fingerprint,
-        "preset": cfg.name,
-        "head": cfg.model.codebook.head,
-        "trained_with_metadata": getattr(model, "metadata", None) is not None,
-        "data": str(data_dir),
-        "split": split,
-        "n": n,
-        "chance_r10": CHANCE_R10,
-        "chance_r10_exact": chance_recall_at_percent(n),
-        "chance_mr": (n + 1) / 2,
-        "zooms": zooms,
-        "metadata": settings,
-        "composed": list(composed),
-        "retrieval": retrieval,
-        "image_text": image_text,
-        "image_text_mean": mean,
-        "notes": notes,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
+    return Evaluation(
+        checkpoint=str(getattr(loaded, "path", "")), fingerprint=loaded.fingerprint, preset=cfg.name,
+        head=cfg.model.codebook.head, trained_with_metadata=getattr(model, "metadata", None) is not None,
+        data=str(data_dir), split=split, n=n, chance_r10=CHANCE_R10, chance_r10_exact=chance_recall_at_percent(n),
+        chance_mr=(n + 1) / 2, zooms=zooms, metadata=settings, composed=list(composed), retrieval=retrieval,
+        image_text=image_text, image_text_mean=mean, notes=notes, seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 # -------------------------------------------------------------------------------------------------- report
@@ -293,8 +313,11 @@ def _fmt(x: float, mr: bool = False) -> str:
     return f"{x:.1f}" if mr else f"{x:.3f}"
 
 
-def to_markdown(res: dict[str, Any]) -> str:
-    """A readable report: one table for image<->audio, one for image<->text, with the chance level beside them."""
+def to_markdown(ev: Evaluation | dict[str, Any]) -> str:
+    """A readable report: one table for image<->audio, one for image<->text, with the chance level beside them.
+
+    Takes an ``Evaluation`` or its JSON (``to_dict``), as read back from a report file."""
+    res = ev.to_dict() if isinstance(ev, Evaluation) else ev
     lines = [
         f"# Sat2Sound evaluation: {res['split']} split, N = {res['n']}",
         "",
@@ -329,15 +352,15 @@ def to_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+def write_report(ev: Evaluation, out: str | Path) -> tuple[Path, Path]:
     """Write FILE.json and FILE.md beside it; returns both paths."""
     out = Path(out)
     if out.suffix.lower() != ".json":
         out = out.with_suffix(out.suffix + ".json") if out.suffix else out.with_suffix(".json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    out.write_text(json.dumps(ev.to_dict(), indent=2) + "\n")
     md = out.with_suffix(".md")
-    md.write_text(to_markdown(res))
+    md.write_text(to_markdown(ev))
     return out, md
 
 

@@ -1,4 +1,4 @@
-"""Retrieval metrics exactly as the GeoSound / SoundingEarth benchmarks count them (REFERENCE.md "Metrics").
+"""Retrieval metrics exactly as the GeoSound / SoundingEarth benchmarks count them.
 
 Pure numpy and device-safe (no torch): the same code scores the teacher here and the exported models on a device.
 

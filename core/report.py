@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The paper's headline figures (REFERENCE.md, Table 1 at zoom 1, I2A R@10% / median rank; Table 2 image->text).
+# The paper's headline figures (Table 1 at zoom 1, I2A R@10% / median rank; Table 2 image->text).
 PAPER = {
     "GeoSound-Bing, no metadata": {"GeoCLAP": "0.399 / 1500", "PSM": "0.423 / 1401", "Sat2Sound": "0.534 / 872"},
     "GeoSound-Bing, metadata": {"PSM": "0.828 / 261", "Sat2Sound": "0.871 / 168"},

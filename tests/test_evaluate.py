@@ -82,19 +82,19 @@ def report(checkpoint, tiny_world, tmp_path_factory):
 
 def test_report_structure_and_ranges(report):
     res, _ = report
-    n = res["n"]
-    assert n >= 2 and res["split"] == "test" and res["chance_r10"] == 0.10
-    assert res["zooms"] == [1, 3, 5] and res["metadata"] == ["none", *META_FIELDS, "all"]
-    assert len(res["retrieval"]) == 3 * 7 * 3 and len(res["image_text"]) == 3 * 7
-    for r in res["retrieval"]:
+    n = res.n
+    assert n >= 2 and res.split == "test" and res.chance_r10 == 0.10
+    assert res.zooms == [1, 3, 5] and res.metadata == ["none", *META_FIELDS, "all"]
+    assert len(res.retrieval) == 3 * 7 * 3 and len(res.image_text) == 3 * 7
+    for r in res.retrieval:
         assert 0.0 <= r["i2a_r10"] <= 1.0 and 1.0 <= r["i2a_mr"] <= n and 1.0 <= r["a2i_mr"] <= n
     # A2I is the same in "audio" and "query" (the caption rides on the audio query either way)
     for z in (1, 3, 5):
-        for s in res["metadata"]:
-            rows = {r["composed"]: r for r in res["retrieval"] if r["zoom"] == z and r["metadata"] == s}
+        for s in res.metadata:
+            rows = {r["composed"]: r for r in res.retrieval if r["zoom"] == z and r["metadata"] == s}
             assert rows["audio"]["a2i_r10"] == rows["query"]["a2i_r10"]
-    assert set(res["image_text_mean"]) == set(res["metadata"])
-    json.dumps(res)
+    assert set(res.image_text_mean) == set(res.metadata)
+    assert json.loads(json.dumps(res.to_dict()))["kind"] == "sat2sound-evaluation"
     md = to_markdown(res)
     assert "| zoom | metadata | composed | I2A R@10% |" in md and "chance level: R@10% = 0.10" in md
 
@@ -115,17 +115,17 @@ def test_report_numbers_match_a_direct_computation(report, checkpoint, tiny_worl
         img = model.encode_image(b["image"], b["zoom"], b["gsd"], meta).embedding.numpy()
         aud = model.encode_audio(b["mel"]).embedding.numpy()
         cap = model.encode_text(b["image_caption"]).embedding.numpy()
-    row = next(r for r in res["retrieval"] if r["zoom"] == 3 and r["metadata"] == "hour" and r["composed"] == "none")
+    row = next(r for r in res.retrieval if r["zoom"] == 3 and r["metadata"] == "hour" and r["composed"] == "none")
     i2a = retrieval_report(img, aud)
     assert row["i2a_r10"] == pytest.approx(i2a["r10"]) and row["i2a_mr"] == pytest.approx(i2a["mr"], abs=0.51)
-    it = next(r for r in res["image_text"] if r["zoom"] == 3 and r["metadata"] == "hour")
+    it = next(r for r in res.image_text if r["zoom"] == 3 and r["metadata"] == "hour")
     assert it["i2t_mr"] == pytest.approx(retrieval_report(img, cap)["mr"], abs=0.51)
     # validation: all metadata at every zoom, the same numbers as the report's rows, and their mean
     val = validation_metrics(model, table)
     assert val["zooms"] == [1, 3, 5] and set(val["by_zoom"]) == {"1", "3", "5"}
     for z in (1, 3, 5):
-        row = next(r for r in res["retrieval"] if r["zoom"] == z and r["metadata"] == "all" and r["composed"] == "none")
-        it = next(r for r in res["image_text"] if r["zoom"] == z and r["metadata"] == "all")
+        row = next(r for r in res.retrieval if r["zoom"] == z and r["metadata"] == "all" and r["composed"] == "none")
+        it = next(r for r in res.image_text if r["zoom"] == z and r["metadata"] == "all")
         got = val["by_zoom"][str(z)]
         assert got["i2a_r10"] == pytest.approx(row["i2a_r10"]) and got["i2a_mr"] == pytest.approx(row["i2a_mr"])
         assert got["i2t_r10"] == pytest.approx(it["i2t_r10"])
@@ -155,7 +155,7 @@ def test_model_without_metadata_evaluates_only_none(tmp_path, tiny_cfg, tiny_wor
     save_checkpoint(build_model(cfg), cfg, tmp_path / "nometa")
     res = evaluate_checkpoint(tmp_path / "nometa", tiny_world, "test", [1], "all,each", cache_dir=cache,
                               progress=False)
-    assert res["metadata"] == ["none"] and res["notes"] and not res["trained_with_metadata"]
+    assert res.metadata == ["none"] and res.notes and not res.trained_with_metadata
 
 
 def test_cli_writes_json_and_markdown(checkpoint, tiny_world, tmp_path, report, capsys):
@@ -166,7 +166,7 @@ def test_cli_writes_json_and_markdown(checkpoint, tiny_world, tmp_path, report, 
                      "--no-progress"])
     assert code == 0
     res = json.loads(out.read_text())
-    assert res["zooms"] == [1] and res["metadata"] == ["none", "all"]
+    assert res["zooms"] == [1] and res["metadata"] == ["none", "all"] and res["kind"] == "sat2sound-evaluation"
     md = out.with_suffix(".md").read_text()
     assert "Image <-> audio" in md and "Image <-> text" in md
     assert "I2A R@10%" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """The log-mel front end in numpy alone: the device computes exactly what the model was trained on, without torch.
 
-Definition (REFERENCE.md "Audio"): STFT with a periodic Hann window of ``n_fft`` samples, hop ``hop_length``,
+Definition (the paper's audio front end): STFT with a periodic Hann window of ``n_fft`` samples, hop ``hop_length``,
 centred (the signal is reflect-padded by ``n_fft // 2`` on both sides, as ``torch.stft(center=True)`` does),
 power spectrogram ``|X|^2``, a Slaney mel filterbank with Slaney area normalisation (what
 ``librosa.filters.mel(htk=False, norm='slaney')`` builds), then ``10 * log10(max(mel, amin))`` with no top_db clip.

@@ -176,7 +176,7 @@ def sample_metadata(row: Mapping[str, object], *, kind: str = "geosound", sample
         date_field = "date_recorded"
     month, hour = parse_month_hour(row.get(date_field))
     if kind == "soundingearth" and "source" not in row:
-        audio = AUDIO_SOURCES.index("aporee")  # REFERENCE.md: single audio source
+        audio = AUDIO_SOURCES.index("aporee")  # SoundingEarth has one audio source, Radio Aporee
     else:
         audio = audio_source_index(row.get("source"), sample=sample, path=path)
     caption = caption_source_index(row.get("audio_caption_source"), sample=sample, path=path)

@@ -1,8 +1,9 @@
 """Sparsemax without sort or top-k, so the graph exports to ONNX, Core ML and TFLite alike.
 
 sparsemax(z) = relu(z - tau) with tau chosen so the result sums to 1 (Martins & Astudillo, 2016). The usual
-implementation sorts z to find tau; TFLite cannot run sort (PLATFORM.md). Here tau comes from Michelot's fixed-point
-iteration: start below the answer at tau_0 = max(z) - 1, then repeat tau <- (sum_{z > tau} z - 1) / |{z > tau}|.
+implementation sorts z to find tau; TFLite converts a sort to STABLEHLO_SORT, which the LiteRT interpreter
+cannot run. Here tau comes from Michelot's fixed-point iteration: start below the answer at tau_0 = max(z) - 1,
+then repeat tau <- (sum_{z > tau} z - 1) / |{z > tau}|.
 tau rises monotonically to the exact threshold and reaches it in a handful of steps (measured: <= 12 for M up to
 16000 over five orders of magnitude of score spread). The last step runs with autograd on and is the exact
 formula on the found support, so gradients are the true sparsemax Jacobian (diag(s) - s s^T / |S|) without a
