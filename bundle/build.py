@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bundle import map_tiles
+from contracts.artifacts import read_json, sha256_file
+from contracts.schema import ZOOM_CROP_FRACTION
+from core import __version__
+from gallery.errors import GalleryError
+from gallery.layout import SCHEMA_VERSION as GALLERY_SCHEMA
+from gallery.query import Gallery
 from mobile_app import bundle as layout
 from mobile_app import mercator
 from mobile_app.errors import BundleError
@@ -39,6 +45,9 @@ _SUFFIX_KIND = {".ort": "ort", ".onnx": "onnx", ".tflite": "tflite"}
 
 
 # ---------------------------------------------------------------------------------------------- the export
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,10 +103,7 @@ def read_export(model_dir: str | Path) -> ExportedTower:
         raise BundleError(f"model export folder {root} does not exist")
     if not path.is_file():
         raise BundleError(f"{root} is not an export folder (manifest.json is missing); run `sat2sound export` first")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path} is unreadable: {exc}") from None
+    manifest = read_json(path, BundleError)
     by_variant: dict[str, dict[str, Path]] = {}
     io_names: dict[str, tuple[tuple[str, ...], str]] = {}
     for e in _entries(manifest):
@@ -148,8 +154,6 @@ def read_export(model_dir: str | Path) -> ExportedTower:
     if isinstance(fractions, dict) and imagery in fractions and isinstance(fractions[imagery], dict):
         fractions = fractions[imagery]
     if not isinstance(fractions, dict):
-        from contracts.schema import ZOOM_CROP_FRACTION
-
         fractions = ZOOM_CROP_FRACTION.get(imagery, ZOOM_CROP_FRACTION["bingmap"])
     gsd = _first(img, "gsd_m", "gsd", default=None)
     if isinstance(gsd, dict):
@@ -158,9 +162,7 @@ def read_export(model_dir: str | Path) -> ExportedTower:
         gsd_table = _first(img, "gsd_per_imagery", "imagery_gsd_m", default={}) or {}
         gsd = gsd_table.get(imagery, 0.6)
     ins, out = io_names.get(variant) or next(iter(io_names.values()), (None, "embedding"))
-    if ins is None:
-        from contracts.schema import META_FIELDS  # noqa: F401  (documented order; names below are the export's)
-
+    if ins is None:  # the export's input names: the image, its zoom and GSD, then the metadata fields
         ins = ("image", "zoom", "gsd", "lat", "lon", "month", "hour", "audio_source", "caption_source", "meta_mask")
     extras = []
     if "ort" in files:  # the operator list for a size-reduced ORT build, next to the .ort file
@@ -243,13 +245,9 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
                  force: bool = False, tile_ground_m: float | None = None, image_size: int | None = None,
                  overview_levels: int = 3, context_tiles: int = 2, tile_format: str = "jpg", quality: int = 88,
                  world_seed: int = 0,
-                 renderer: map_tiles.Renderer | None = None, max_tiles: int = MAX_TILES, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> BundleReport:
+                 renderer: map_tiles.Renderer | None = None, max_tiles: int = MAX_TILES,
+                 progress: bool = True) -> BundleReport:
     """Build a bundle folder at ``out`` (see the module docstring); BundleError on anything that does not fit."""
-    from gallery.errors import GalleryError
-    from gallery.query import Gallery
-
-    say = log or (lambda _m: None)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     out = Path(out)
@@ -295,7 +293,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
     if plan.n_tiles > max_tiles:
         raise BundleError(f"the region needs {plan.n_tiles} map tiles (more than {max_tiles}): choose a smaller "
                           f"region (this one is {bounds.width_m() / 1e3:.1f} x {bounds.height_m() / 1e3:.1f} km)")
-    say(map_tiles.describe_plan(plan))
+    logger.info(map_tiles.describe_plan(plan))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -340,9 +338,6 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
 def _manifest(tmp: Path, tower: ExportedTower, model_files: dict[str, str], gallery: dict[str, Any],
               plan: map_tiles.MapPlan, bounds: mercator.Bounds, size: int, tour: list[dict[str, Any]], dim: int,
               tile_format: str) -> dict[str, Any]:
-    from core import __version__
-    from gallery.layout import SCHEMA_VERSION as GALLERY_SCHEMA
-
     versions = {"sat2sound": __version__, "bundle_schema": layout.SCHEMA_VERSION, "gallery_schema": GALLERY_SCHEMA,
                 "export_schema": tower.manifest.get("schema_version"), "mbtiles": "1.3"}
     try:
@@ -354,7 +349,7 @@ def _manifest(tmp: Path, tower: ExportedTower, model_files: dict[str, str], gall
     files = {}
     for path in sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != layout.MANIFEST):
         rel = path.relative_to(tmp).as_posix()
-        files[rel] = {"sha256": layout.sha256_file(path), "bytes": path.stat().st_size}
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     return {
         "kind": layout.KIND,
         "schema_version": layout.SCHEMA_VERSION,

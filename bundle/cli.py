@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
                           tile_ground_m=args.tile_ground_m, image_size=args.image_size,
                           overview_levels=args.overview_levels, context_tiles=args.context_tiles,
                           tile_format=args.tile_format, quality=args.quality,
-                          world_seed=args.seed, max_tiles=args.max_tiles, progress=not args.no_progress,
-                          log=print)
+                          world_seed=args.seed, max_tiles=args.max_tiles, progress=not args.no_progress)
     print(report.summary())
     return 0

@@ -7,8 +7,11 @@ the fingerprints before they use a folder. The names here are the only spelling 
 from __future__ import annotations
 
 import hashlib
+import json
 from enum import StrEnum
 from pathlib import Path
+
+from contracts.errors import Sat2SoundError
 
 
 class ArtifactKind(StrEnum):
@@ -60,3 +63,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_json(path: str | Path, error: type[Sat2SoundError], *, what: str = "") -> dict:
+    """A JSON object from ``path``; a missing, unreadable or malformed file is ``error`` naming the path."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what or path} is missing ({path})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path} is unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is unreadable: expected a JSON object, found {type(data).__name__}")
+    return data

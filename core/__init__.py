@@ -1,4 +1,16 @@
-"""Sat2Sound core: the full-precision model, its data (incl. the embedded world), training, evaluation, maps."""
+"""Sat2Sound core: the full-precision model, the one data loader, training, evaluation, maps, grounding, concepts,
+the typed presets and the ``sat2sound`` CLI.
+
+- ``config``      typed presets (``tiny``, ``default``, ``paper`` and their students), the teacher->student mapping
+- ``model/``      the towers, metadata fusion, codebook head (build side: torch)
+- ``data/``       the one loader for GeoSound / SoundingEarth / world folders, feature tables, the log-mel twins
+- ``train``, ``epoch_loop``, ``checkpoint``, ``evaluate``, ``metrics``, ``losses``
+- ``maps/``, ``grounding/``, ``concepts``   soundscape maps, grounding heat maps, the concept sheet
+- ``cli``, ``cli_args``, ``pipeline``, ``report``   the CLI, its shared vocabulary, the whole chain, its report
+
+May import ``contracts`` and ``world`` (maps, grounding and the concept sheet score against the world's ground
+truth; the model and training never load it). Must not import compress, export, gallery, bundle, mobile_app.
+"""
 
 import logging
 

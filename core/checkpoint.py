@@ -19,13 +19,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from contracts.artifacts import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, ArtifactKind
 from contracts.errors import CheckpointError
 from core.config import Sat2SoundConfig
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-MANIFEST_FILE = "manifest.json"
-KIND = "sat2sound-model"
+KIND = ArtifactKind.MODEL
 
 
 def fingerprint_state(state: dict[str, torch.Tensor]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -91,9 +92,32 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+PROJECT_LOGGERS = ("contracts", "world", "core", "compress", "export", "gallery", "bundle", "mobile_app", "benchmarks")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (so a redirected or captured stderr gets the messages)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """The project's messages (``logging.getLogger(__name__)`` in every module) as plain lines on stderr."""
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in PROJECT_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+            log.addHandler(handler)
+        log.setLevel(level)
+        log.propagate = False
+
+
 def main(argv: list[str] | None = None, *, prog: str = "sat2sound") -> int:
     """Run ``sat2sound ARGV``; ``prog`` names the program in messages (``python -m export`` runs this too)."""
     _offline_environment()
+    setup_logging()
     argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     # Two passes: find the subcommand, then let its module add its own arguments.

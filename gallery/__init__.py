@@ -16,4 +16,7 @@ Build side (may use torch):
 - ``store``      ``GalleryWriter``: SQLite via sqlite-utils, a transaction per batch, then the HNSW indexes
 - ``build``      ``build_gallery``: the resumable pipeline
 - ``cli``        ``sat2sound gallery build|query|info``
+
+The read path must not import torch or any build-side room (core, world, export, compress, bundle); the build
+side may import contracts, core and world (the procedural renderer and place tiles).
 """

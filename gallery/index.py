@@ -6,7 +6,6 @@ Device-safe: numpy and hnswlib only. hnswlib is optional at run time: without it
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,14 +23,6 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test that hi
 
 def have_hnswlib() -> bool:
     return hnswlib is not None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ wrong and what to do, never a sqlite traceback.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.artifacts import read_json, sha256_bytes, sha256_file
 from gallery import index as vindex
 from gallery.clips import decode_clip, sniff_format
 from gallery.errors import GalleryError
@@ -289,7 +289,7 @@ class Gallery:
         """(clip bytes, format) of an item, checked against the checksum and header recorded at build time."""
         data, fmt, digest = self._query_one("SELECT bytes, format, sha256 FROM clips WHERE item_id = ?", item_id)
         data = bytes(data)
-        if hashlib.sha256(data).hexdigest() != digest:
+        if sha256_bytes(data) != digest:
             raise GalleryError(f"the clip of item {item_id} is corrupt (checksum mismatch); rebuild the gallery")
         if sniff_format(data) != fmt:
             raise GalleryError(f"the clip of item {item_id} is not a valid {fmt} file")
@@ -374,10 +374,7 @@ def _check_index_json(root: Path, meta: dict[str, Any], counts: dict[str, int]) 
     path = root / INDEX_JSON
     if not path.is_file():
         raise GalleryError(f"{root} has no {INDEX_JSON}: {_UNFINISHED}")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GalleryError(f"{path} is unreadable: {exc}") from None
+    info = read_json(path, GalleryError)
     db = root / DB_NAME
     if meta["count"] != counts["items"]:
         raise GalleryError(f"{db} holds {counts['items']} items but its meta says {meta['count']}: {_UNFINISHED}")
@@ -398,7 +395,7 @@ def _check_index_json(root: Path, meta: dict[str, Any], counts: dict[str, int]) 
         file = root / entry["file"]
         if not file.is_file():
             raise GalleryError(f"index file {file} is missing")
-        digest = vindex.sha256_file(file)
+        digest = sha256_file(file)
         if digest != entry["sha256"] or recorded.get(kind) != digest:
             raise GalleryError(f"index file {file} does not match its gallery (SHA-256 differs from the one recorded "
                                "at build time); rebuild the gallery index (rerun the build)")

@@ -17,7 +17,6 @@ self-contained file (journal_mode=delete) when the build finishes, so the device
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import sqlite3
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from contracts.artifacts import sha256_bytes, sha256_file
 from gallery import index as vindex
 from gallery.errors import GalleryError
 from gallery.layout import (
@@ -184,7 +184,7 @@ class GalleryWriter:
                               "lon": row.lon, "split": row.split, "renderer": row.renderer,
                               "sources": json.dumps(list(row.sources))})
                 clips.append({"item_id": row.id, "format": row.clip_format, "sample_rate": row.sample_rate,
-                              "seconds": row.seconds, "sha256": hashlib.sha256(row.clip).hexdigest(),
+                              "seconds": row.seconds, "sha256": sha256_bytes(row.clip),
                               "bytes": row.clip})
                 vectors.append({"item_id": row.id, "kind": "caption",
                                 "vector": _vector_blob(row.caption_vector, self.dim, f"caption vector of {row.id}")})
@@ -227,7 +227,7 @@ class GalleryWriter:
         tmp = final.with_name(final.name + ".tmp")
         save_ivf(index, tmp)
         os.replace(tmp, final)
-        files[f"{kind}.ivf"] = {"file": final.name, "sha256": vindex.sha256_file(final), "bytes": final.stat().st_size}
+        files[f"{kind}.ivf"] = {"file": final.name, "sha256": sha256_file(final), "bytes": final.stat().st_size}
         return measured["ivf"]["chosen"]
 
     def finish(self, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION, threads: int = 1,
@@ -280,7 +280,7 @@ class GalleryWriter:
             tmp = final.with_name(final.name + ".tmp")
             index.save_index(str(tmp))
             os.replace(tmp, final)
-            files[kind] = {"file": final.name, "sha256": vindex.sha256_file(final), "bytes": final.stat().st_size}
+            files[kind] = {"file": final.name, "sha256": sha256_file(final), "bytes": final.stat().st_size}
         for kind in KINDS:  # IVF lists of kinds that did not end up searching by them are not kept
             if modes[kind] != "ivf":
                 files.pop(f"{kind}.ivf", None)

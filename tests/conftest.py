@@ -43,3 +43,17 @@ def tiny():
     torch.set_num_threads(1)
     cfg = get_preset("tiny")
     return build_model(cfg).eval(), cfg
+
+
+def save_untrained(tmp_path_factory, cfg, name: str, seed: int = 0):
+    """An untrained model of ``cfg`` saved as a checkpoint folder (evaluation, maps and grounding do not care
+    whether it learnt anything); returns the folder."""
+    import torch
+
+    from core.checkpoint import save_checkpoint
+    from core.model import build_model
+
+    torch.manual_seed(seed)
+    path = tmp_path_factory.mktemp(name) / "ckpt"
+    save_checkpoint(build_model(cfg), cfg, path)
+    return path

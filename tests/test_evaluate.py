@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import save_untrained
 
 from contracts.errors import ConfigError
 from contracts.schema import META_FIELDS
@@ -63,13 +64,7 @@ def test_option_parsing():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny_cfg):
-    """An untrained tiny model saved as a checkpoint: evaluation does not care whether it learnt anything."""
-    from core.model import build_model
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(build_model(tiny_cfg), tiny_cfg, out)
-    return out
+    return save_untrained(tmp_path_factory, tiny_cfg, "ckpt")
 
 
 @pytest.fixture(scope="module")

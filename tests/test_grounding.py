@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import save_untrained
 
 from contracts.errors import ConfigError
 from core.checkpoint import load_checkpoint, save_checkpoint
@@ -20,10 +21,7 @@ from core.model import build_model
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, tiny_cfg):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("ground") / "ckpt"
-    save_checkpoint(build_model(tiny_cfg), tiny_cfg, path)
-    return path
+    return save_untrained(tmp_path_factory, tiny_cfg, "ground", seed=1)
 
 
 def test_heat_map_follows_the_papers_recipe(ckpt, tiny_cfg):

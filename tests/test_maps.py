@@ -7,24 +7,20 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_untrained
 
 from contracts.errors import CheckpointError, ConfigError, DataError
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint
 from core.cli import main
 from core.maps.grid import BBox, make_grid
 from core.maps.query import audio_vector, text_vector
 from core.maps.region import MetaOptions, embed_region, load_region, parse_shard
 from core.maps.scoring import roc_auc, score_against_truth
-from core.model import build_model
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, tiny_cfg):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("maps") / "ckpt"
-    save_checkpoint(build_model(tiny_cfg), tiny_cfg, path)
-    return path
+    return save_untrained(tmp_path_factory, tiny_cfg, "maps")
 
 
 @pytest.mark.parametrize("text, message", [
