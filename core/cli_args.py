@@ -12,6 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from contracts.errors import ConfigError
+
 SHARED_FLAGS = ("preset", "cache-dir", "no-progress")
 REMOVED_IN = "0.3"
 
@@ -101,3 +103,15 @@ def check_required(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def add_shared(parser: argparse.ArgumentParser, *flags: str, preset_default: str | None = "default") -> None:
     """Give ``parser`` the shared ``flags``, taken from the one parent parser (as ``parents=[...]`` would)."""
     parser._add_container_actions(shared_parent(flags, preset_default=preset_default))
+
+
+def parse_lat_lon(text: str, flag: str = "--at") -> tuple[float, float]:
+    """``LAT,LON`` in degrees -> (lat, lon); anything else, or a point off the Earth, is a ConfigError naming
+    ``flag``."""
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} wants LAT,LON (e.g. {flag}=42.0,-93.5), got {text!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ConfigError(f"{flag} {lat},{lon} is not a place on Earth (lat -90..90, lon -180..180)")
+    return lat, lon

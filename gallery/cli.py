@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from contracts.errors import DataError
-from core.cli_args import add_shared
+from core.cli_args import add_shared, parse_lat_lon
 from gallery.errors import GalleryError
 from gallery.layout import CLIP_FORMATS, HNSW_EF_CONSTRUCTION, HNSW_M, KINDS
 
@@ -117,21 +117,11 @@ def _build(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------- query
 
 
-def _parse_at(text: str) -> tuple[float, float]:
-    try:
-        lat, lon = (float(v) for v in text.split(","))
-    except ValueError:
-        raise DataError(f"--at wants LAT,LON (e.g. --at=42.0,-93.5), got {text!r}") from None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise DataError(f"--at {lat},{lon} is not a place on Earth (lat -90..90, lon -180..180)")
-    return lat, lon
-
-
 def _query(args: argparse.Namespace) -> int:
     from gallery.embedder import TeacherEmbedder
     from gallery.query import Gallery
 
-    at = _parse_at(args.at) if args.at else None
+    at = parse_lat_lon(args.at) if args.at else None
     if args.k < 1:
         raise GalleryError(f"--k must be at least 1, got {args.k}")
     with Gallery.open(args.gallery, exact=args.exact) as gallery:

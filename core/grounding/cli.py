@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts.errors import ConfigError, DataError
-from core.cli_args import add_ckpt
+from core.cli_args import add_ckpt, parse_lat_lon
 
 DEFAULT_EVAL_QUERIES = (
     "birds chirping in the trees", "waves crashing on the beach", "sounds of farm machinery",
@@ -30,16 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset folder (for --evaluate)")
     p.add_argument("--split", default="test")
     p.add_argument("--n", type=int, default=200, help="places tried per query in --evaluate")
-
-
-def _parse_at(text: str) -> tuple[float, float]:
-    try:
-        lat, lon = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--at must be LAT,LON, got {text!r}") from None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ConfigError(f"--at {text}: latitude must lie in [-90, 90] and longitude in [-180, 180]")
-    return lat, lon
 
 
 def _file_view(path: Path, cfg, zoom: int) -> np.ndarray:
@@ -120,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--zoom must be one of {cfg.image.zooms}")
     cover = None
     if args.at:
-        lat, lon = _parse_at(args.at)
+        lat, lon = parse_lat_lon(args.at)
         tv = WorldTiles(cfg).view(lat, lon, args.zoom)
         view, cover, where = tv.image, tv.cover, f"{lat:.4f},{lon:.4f}"
     else:
