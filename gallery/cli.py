@@ -138,9 +138,9 @@ def _query(args: argparse.Namespace) -> int:
             vector = embedder.embed_place(at[0], at[1], args.zoom, hour=args.hour, month=args.month,
                                           audio_source=args.audio_source, use_location=not args.no_location)
         else:
-            from core.data.audio_io import load_audio
+            from core.data.audio_io import load_query_clip
 
-            wave = load_audio(args.audio, embedder.cfg.audio, name_for_errors=args.audio)
+            wave = load_query_clip(args.audio, embedder.cfg.audio)
             vector = embedder.embed_audio([wave])[0]
         hits = gallery.search(vector, k=args.k, kind=args.kind)
         if args.json:

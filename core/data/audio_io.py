@@ -119,6 +119,23 @@ def load_clip(source: AudioSource, cfg: AudioConfig, rng: np.random.Generator | 
     return crop_or_pad(wave, cfg.n_samples, rng if wave.shape[0] > cfg.n_samples + 2 else None)
 
 
+def load_query_clip(path: str | Path, cfg: AudioConfig, *, what: str = "query audio") -> np.ndarray:
+    """A user's recording as the model's input: any WAV/FLAC/OGG/MP3 file of any rate, length and channel count,
+    mixed down, resampled, and its centre window cropped (only that window is decoded) or zero-padded.
+
+    A missing, empty, truncated or undecodable file, one with no channels, and one holding NaN or infinite samples
+    are each a DataError naming the file; nothing is guessed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file not found", path=path)
+    wave = load_clip(path, cfg, name_for_errors=path, field=what)
+    if not np.isfinite(wave).all():
+        bad = int((~np.isfinite(wave)).sum())
+        raise DataError(f"the {what} holds {bad} NaN or infinite sample(s) in the window the model hears", path=path)
+    return wave
+
+
 def _error(exc: BaseException, source: AudioSource, name: object, field: str | None, sample: object) -> DataError:
     where = name if name is not None else (source if isinstance(source, str | Path) else "<audio bytes>")
     if isinstance(exc, FileNotFoundError):

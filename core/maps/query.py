@@ -9,6 +9,8 @@ import torch
 
 from contracts.errors import ConfigError
 from core.checkpoint import Loaded
+from core.data.audio_io import load_query_clip
+from core.data.logmel_numpy import log_mel_numpy
 
 
 @torch.no_grad()
@@ -21,13 +23,7 @@ def text_vector(loaded: Loaded, text: str) -> np.ndarray:
 @torch.no_grad()
 def audio_vector(loaded: Loaded, path: str | Path) -> np.ndarray:
     """Decode (any length; centre window of the model's clip length), log-mel, audio tower."""
-    from core.data.audio_io import load_clip
-    from core.data.logmel_numpy import log_mel_numpy
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"query audio file {path} does not exist")
-    wave = load_clip(path, loaded.cfg.audio, name_for_errors=path, field="query audio")
+    wave = load_query_clip(path, loaded.cfg.audio)
     mel = torch.from_numpy(log_mel_numpy(wave, loaded.cfg.audio)).unsqueeze(0)
     return loaded.model.encode_audio(mel).embedding[0].numpy().astype(np.float32)
 
