@@ -7,15 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 OUT ?= runs/demo
 PRESET ?= default
+APT_PACKAGES := libmtdev1 megaglest-data openttd-opensfx
 
 .PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): requirements/constraints.txt requirements/base.txt requirements/tflite.txt requirements/nodeps.txt pyproject.toml
-	# Kivy's input provider wants libmtdev (a missing one prints a traceback); install it where apt is usable.
-	-dpkg -s libmtdev1 >/dev/null 2>&1 || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-		(apt-get update -qq && apt-get install -y -qq libmtdev1) >/dev/null)
+$(STAMP): Makefile requirements/constraints.txt requirements/base.txt requirements/tflite.txt requirements/nodeps.txt pyproject.toml
+	# Debian packages, installed where apt is usable: libmtdev (Kivy's input provider prints a traceback without it)
+	# and the real recordings the world's sources are drawn from (megaglest-data, openttd-opensfx; without them the
+	# world synthesises every source and says so).
+	-dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)) >/dev/null)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 	$(BIN)/pip install -c requirements/constraints.txt -r requirements/base.txt -r requirements/tflite.txt

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.latency.end_to_end import bundle_model_files
+
 
 @pytest.mark.parametrize("runtime", ["onnx", "tflite"])
 def test_tap_to_clip_bytes(benchmark: Any, bench_bundle: Any, runtime: str, threads: int) -> None:
-    from benchmarks.latency import bundle_model_files
     from mobile_app.engine import Soundscape
     from mobile_app.place import When
 

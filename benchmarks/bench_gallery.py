@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.latency import _cycling, blas_threads, synthetic_gallery
+from benchmarks.latency.gallery import blas_threads, cycling, synthetic_gallery
 from gallery import index as vindex
 from gallery.layout import TARGET_RECALL
 
@@ -30,7 +30,7 @@ def test_exact_search(benchmark: Any, gallery: dict[str, Any], gallery_n: int) -
     g = gallery["g"]
     benchmark.group = f"gallery search, {gallery_n} items"
     with blas_threads(1):
-        rows, scores = benchmark(_cycling(lambda q: vindex.exact_topk(g.items, q[None, :], 10), g.queries))
+        rows, scores = benchmark(cycling(lambda q: vindex.exact_topk(g.items, q[None, :], 10), g.queries))
     assert rows.shape == (1, 10) and np.all(np.diff(scores[0]) <= 1e-6)  # best first
 
 
@@ -38,6 +38,6 @@ def test_hnsw_search(benchmark: Any, gallery: dict[str, Any], gallery_n: int) ->
     g, chosen = gallery["g"], gallery["chosen"]
     benchmark.group = f"gallery search, {gallery_n} items"
     benchmark.extra_info.update(ef=chosen["ef"], recall_at_10=chosen["recall"], top1=chosen["top1"])
-    labels, scores = benchmark(_cycling(lambda q: vindex.hnsw_topk(g.index, q[None, :], 10, chosen["ef"]),
-                                        g.queries))
+    labels, scores = benchmark(cycling(lambda q: vindex.hnsw_topk(g.index, q[None, :], 10, chosen["ef"]),
+                                       g.queries))
     assert labels.shape == (1, 10) and 0.0 <= chosen["recall"] <= 1.0

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.latency import RUNTIMES, TOWERS, Case, cosine
+from benchmarks.latency.plan import RUNTIMES, TOWERS
+from benchmarks.latency.towers import Case, cosine
 
 _CASES: dict[tuple[str, str, str], Any] = {}
 

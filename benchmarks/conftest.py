@@ -5,9 +5,9 @@
 
 The project's normal test run (``testpaths = ["tests"]``, ``--benchmark-disable``) never collects this folder;
 tests/test_benchmarks_suites.py runs these suites once with benchmarking disabled (each case called once), so CI
-proves they still work. The models, exported files and the bundle come from benchmarks/latency.py's resolvers: the
-trained artifacts of ``--bench-run`` where they exist, else untrained ones of ``--bench-preset`` exported into
-``--bench-work`` (cached by fingerprint).
+proves they still work. The models, exported files and the bundle come from the latency benchmark's resolvers
+(benchmarks/latency/models.py and end_to_end.py): the trained artifacts of ``--bench-run`` where they exist, else
+untrained ones of ``--bench-preset`` exported into ``--bench-work`` (cached by fingerprint).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks.latency import ROLES, RUNTIMES, TOWERS
+from benchmarks.latency.end_to_end import resolve_bundle
+from benchmarks.latency.models import load_models
+from benchmarks.latency.plan import ROLES, RUNTIMES, TOWERS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,8 +100,6 @@ def bench_options(pytestconfig: pytest.Config) -> BenchOptions:
 @pytest.fixture(scope="session")
 def bench_models(bench_options: BenchOptions) -> dict[str, Any]:
     """Teacher and student (trained from --bench-run, else untrained of --bench-preset)."""
-    from benchmarks.latency import load_models
-
     return load_models(bench_options.preset, bench_options.run, ROLES)
 
 
@@ -112,8 +112,6 @@ def bench_cfg(bench_models: dict[str, Any]) -> Any:
 @pytest.fixture(scope="session")
 def bench_bundle(bench_options: BenchOptions) -> Path:
     """The bundle the app would open: --bench-bundle, the run's, or a demo bundle of an untrained student."""
-    from benchmarks.latency import resolve_bundle
-
     bundle, _, _ = resolve_bundle(bench_options.bundle, bench_options.run, bench_options.preset, bench_options.work,
                                   quick=True, progress=False)
     return bundle

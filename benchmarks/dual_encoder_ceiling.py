@@ -30,10 +30,10 @@ import numpy as np
 
 from contracts.errors import DataError
 from contracts.schema import AUDIO_SOURCES
-from world.oracle import month_hour
+from world.audio_oracle import month_hour
+from world.cover_classes import FINE_CLASSES
 from world.shards import read_split
-from world.sounds import SOURCES
-from world.tiles import FINE_CLASSES
+from world.sources import SOURCES
 
 COLUMNS = ["gt_cover_fractions", "gt_present", "gt_levels_db", "latitude", "date", "source"]
 SETTINGS = ("none", "all")

@@ -10,7 +10,7 @@ scale (``--teacher``: world-tile image embeddings as items, caption-text and pla
 ``benchmarks/teacher_embeddings.py``, cached under ``--cache``); or synthetic "embedding-like" unit vectors:
 ``clustered`` (a mixture of tight clusters of varied spread) or ``codebook`` (sparse convex mixtures of a random
 codebook's entries, the shape the Sat2Sound sparsemax head produces). Queries are fresh draws, not gallery items.
-On random Gaussian data HNSW recall collapses (PLATFORM.md), so never tune on that.
+On random Gaussian data HNSW recall collapses, so never tune on that.
 
 Latency is one query per call on one thread, as on a device. Writes FILE.json and FILE.md.
 """

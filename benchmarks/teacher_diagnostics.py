@@ -52,8 +52,9 @@ def fresh_image_captions(data: Path, places: list[tuple[float, float]], zoom: in
     crop, plausible sources and cover (world seed and tile size from ``data``'s world.json), other random streams."""
     from tqdm.auto import tqdm
 
+    from world.caption_oracle import caption_generator_inputs
     from world.captions import image_caption
-    from world.oracle import _world_params, caption_generator_inputs
+    from world.shards import world_params as _world_params
 
     seed, tile_px, ground_m = _world_params(data, None)
     out = []

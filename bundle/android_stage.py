@@ -17,17 +17,19 @@ import shutil
 import sys
 from pathlib import Path
 
+from gallery.layout import READ_PATH_MODULES
+
 REPO = Path(__file__).resolve().parents[1]
 
-DEVICE_MODULES: tuple[str, ...] = (
-    "contracts/__init__.py", "contracts/errors.py", "contracts/schema.py", "contracts/image_prep.py",
-    "gallery/__init__.py", "gallery/errors.py", "gallery/layout.py", "gallery/index.py", "gallery/clips.py",
-    "gallery/query.py", "gallery/ivf.py",
-    "mobile_app/__init__.py", "mobile_app/__main__.py", "mobile_app/app.py", "mobile_app/bundle.py",
-    "mobile_app/engine.py", "mobile_app/errors.py", "mobile_app/kivy_env.py", "mobile_app/mapwidgets.py",
-    "mobile_app/mbtiles.py", "mobile_app/mercator.py", "mobile_app/place.py", "mobile_app/player.py",
-    "mobile_app/runtime.py",
-)
+
+def _device_modules() -> tuple[str, ...]:
+    """Every file of the device rooms (contracts, mobile_app) and the gallery's read path, repository-relative."""
+    rooms = [p.relative_to(REPO).as_posix() for room in ("contracts", "mobile_app")
+             for p in sorted((REPO / room).glob("*.py"))]
+    return (*rooms, *(f"gallery/{name}.py" for name in READ_PATH_MODULES))
+
+
+DEVICE_MODULES: tuple[str, ...] = _device_modules()
 # Third-party packages the device may have (recipes or pure Python); optional ones are imported in try blocks.
 DEVICE_PACKAGES: frozenset[str] = frozenset({
     "numpy", "PIL", "kivy", "kivy_garden", "onnxruntime", "ai_edge_litert", "hnswlib", "soundfile", "plyer",

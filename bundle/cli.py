@@ -1,6 +1,6 @@
 """``sat2sound bundle``: build a device bundle, or verify one.
 
-    sat2sound bundle --model EXPORT_DIR --gallery GALLERY_DIR --region LON0,LAT0,LON1,LAT1 --out bundle/ [--force]
+    sat2sound bundle --export EXPORT_DIR --gallery GALLERY_DIR --region LON0,LAT0,LON1,LAT1 --out bundle/ [--force]
     sat2sound bundle --verify bundle/
 """
 

@@ -1,9 +1,10 @@
 """Build side: a small, complete bundle from nothing (an untrained checkpoint, its export, a gallery, the map).
 
 Tests, the latency benchmark and first-time users need a bundle without waiting for a trained teacher. Every step
-uses the project's real code: ``core.checkpoint.save_checkpoint``, the export helper's ONNX export and int8
-quantization, ``gallery.build.build_gallery`` with the procedural renderer, and ``build_bundle``. With an untrained
-model the answers are meaningless but the machinery is the one a trained model goes through.
+uses the project's real code: ``core.checkpoint.save_checkpoint``, the exporter's ONNX export and manifest
+builder, the one int8 quantization (``export.int8.quantize_tower``), ``gallery.build.build_gallery`` with the
+procedural renderer, and ``build_bundle``. With an untrained model the answers are meaningless but the machinery is
+the one a trained model goes through.
 
     python -m bundle.demo --out runs/demo-bundle [--preset tiny] [--region ...]
 """
@@ -11,10 +12,13 @@ model the answers are meaningless but the machinery is the one a trained model g
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from contracts.artifacts import MANIFEST_FILE
 
 # A lakeside town (Konstanz, on Lake Constance): town, lake, shore, forest and meadows within a few km.
 DEMO_REGION = "9.155,47.655,9.195,47.680"
@@ -45,15 +49,12 @@ DEMO_CAPTIONS = [
 # What a demo bundle is made from: when none of these files (or the libraries below) changed, a demo built
 # earlier is the same demo, so the tests may reuse it from pytest's cache instead of exporting again.
 _SOURCES = ("core/config.py", "core/checkpoint.py", "contracts", "core/model", "core/data/audio_frontend.py",
-            "core/data/logmel_numpy.py", "world", "export", "gallery", "bundle", "mobile_app/mbtiles.py",
-            "mobile_app/mercator.py", "mobile_app/bundle.py")
+            "core/data/logmel_numpy.py", "world", "export", "gallery", "bundle",
+            "mobile_app/mbtiles.py", "mobile_app/mercator.py", "mobile_app/bundle.py")
 
 
 def source_fingerprint(root: Path | None = None) -> str:
     """sha256 over the sources and library versions a demo bundle depends on (a cache key)."""
-    import hashlib
-    from importlib import metadata
-
     root = root or Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
     for rel in _SOURCES:
@@ -72,9 +73,9 @@ def source_fingerprint(root: Path | None = None) -> str:
 def export_image_tower(ckpt: Path, out: Path, *, via_cli: bool = True, tflite: bool = False) -> Path:
     """An export folder with the image tower (fp32 + int8).
 
-    ``via_cli``: the real `sat2sound export` (ORT format and TFLite too) when the export helper's CLI is installed;
-    otherwise, or when False (tests: seconds instead of a minute), its ONNX export and int8 functions directly
-    (batch-1 graphs, which is what the app runs), with a manifest in the export layout.
+    ``via_cli``: the real `sat2sound export` (ORT format and TFLite too) when the export CLI is installed;
+    otherwise, or when False (tests: seconds instead of a minute), its ONNX export, the int8 quantization and the
+    manifest builder directly (batch-1 graphs, which is what the app runs).
     """
     if via_cli:
         try:
@@ -84,7 +85,7 @@ def export_image_tower(ckpt: Path, out: Path, *, via_cli: bool = True, tflite: b
     if via_cli:
         from core.cli import main as cli_main
 
-        code = cli_main(["export", "--model", str(ckpt), "--target", "ort", "--target", "tflite", "--towers",
+        code = cli_main(["export", "--ckpt", str(ckpt), "--target", "ort", "--target", "tflite", "--towers",
                          "image", "--out", str(out), "--force"])
         if code != 0:
             raise RuntimeError(f"sat2sound export failed with exit code {code}")
@@ -94,9 +95,9 @@ def export_image_tower(ckpt: Path, out: Path, *, via_cli: bool = True, tflite: b
 
 def _export_direct(ckpt: Path, out: Path, *, ort_format: bool = True, tflite: bool = False) -> Path:
     from core.checkpoint import load_checkpoint
-    from export.manifest import SCHEMA, file_entry, preprocessing
+    from export.int8 import quantize_tower
+    from export.manifest import build_manifest, file_entry, write_manifest
     from export.onnx_export import export_onnx
-    from export.onnx_int8 import quantize_onnx_int8
     from export.towers import tower_inputs
 
     loaded = load_checkpoint(ckpt)
@@ -105,7 +106,7 @@ def _export_direct(ckpt: Path, out: Path, *, ort_format: bool = True, tflite: bo
     io = {"inputs": [{"name": n} for n in tower_inputs("image")], "outputs": [{"name": "embedding"}], "batch": 1}
     fp32 = export_onnx(loaded.model, cfg, "image", out / "image.fp32.onnx", dynamic_batch=False)
     int8 = out / "image.int8.onnx"
-    quant = quantize_onnx_int8(fp32, int8, tower="image")
+    quant = quantize_tower(fp32, int8, "dynamic", tower="image")
     entries = [file_entry(out, fp32, target="onnx", tower="image", variant="fp32", **io),
                file_entry(out, int8, target="onnx", tower="image", variant="int8", quantization=quant, **io)]
     if ort_format:
@@ -122,15 +123,8 @@ def _export_direct(ckpt: Path, out: Path, *, ort_format: bool = True, tflite: bo
         tq = quantize_tflite_int8(t32, t8, tower="image")
         entries += [file_entry(out, t32, target="tflite", tower="image", variant="fp32", **io),
                     file_entry(out, t8, target="tflite", tower="image", variant="int8", quantization=tq, **io)]
-    manifest: dict[str, Any] = {
-        "schema": SCHEMA,
-        "embedding_dim": cfg.model.codebook.dim,
-        "source": {"fingerprint": loaded.fingerprint, "kind": loaded.manifest.get("kind", "sat2sound-model"),
-                   "teacher_fingerprint": loaded.manifest.get("teacher_fingerprint"), "preset": cfg.name},
-        "preprocessing": preprocessing(cfg),
-        "files": entries,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    targets = ["onnx", *(["ort"] if ort_format else []), *(["tflite"] if tflite else [])]
+    write_manifest(out, build_manifest(loaded, targets=targets, towers=("image",), files=entries))
     return out
 
 
@@ -157,10 +151,10 @@ def build_demo(work: str | Path, *, preset: str = "tiny", region: str = DEMO_REG
     torch.manual_seed(seed)
     cfg = get_preset(preset)
     ckpt = work / "checkpoint"
-    if not (ckpt / "manifest.json").is_file():
+    if not (ckpt / MANIFEST_FILE).is_file():
         save_checkpoint(build_model(cfg).eval(), cfg, ckpt)
     export_dir = work / "export"
-    if not (export_dir / "manifest.json").is_file():
+    if not (export_dir / MANIFEST_FILE).is_file():
         export_image_tower(ckpt, export_dir, via_cli=export_via_cli)
     gallery_dir = work / "gallery"
     if not (gallery_dir / "index.json").is_file():
@@ -171,7 +165,7 @@ def build_demo(work: str | Path, *, preset: str = "tiny", region: str = DEMO_REG
                       ProceduralRenderer(seconds=min(4.0, cfg.audio.clip_seconds), sample_rate=embedder.sample_rate),
                       progress=progress)
     bundle = work / "bundle"
-    if (bundle / "manifest.json").is_file() and not force:
+    if (bundle / MANIFEST_FILE).is_file() and not force:
         return {"checkpoint": ckpt, "export": export_dir, "gallery": gallery_dir, "bundle": bundle}
     build_bundle(export_dir, gallery_dir, region, bundle, force=force, world_seed=cfg.world.seed, progress=progress,
                  **bundle_options)

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compress.onnx_feeds import audio_feed, image_feed, text_feed
 from contracts.errors import DataError
 from contracts.schema import META_FIELDS
-from core.config import Sat2SoundConfig
+from export.ort_session import onnx_session
+
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
 
 CALIB_SPLITS: tuple[str, ...] = ("train", "validation")
 
 
 def input_specs(onnx_path: str | Path) -> dict[str, tuple[list[int | None], str]]:
     """name -> (shape with None for symbolic dims, ORT type string) of a graph's inputs."""
-    from export.onnx_export import onnx_session
-
     sess = onnx_session(onnx_path)
     return {i.name: ([d if isinstance(d, int) else None for d in i.shape], i.type) for i in sess.get_inputs()}
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from compress.onnx_feeds import audio_feed, image_feed, text_feed
-from core.config import Sat2SoundConfig
 from core.metrics import retrieval_report
+from export.ort_session import onnx_session, session_feed
+
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
 
 EVAL_BATCH = 64
 
@@ -34,15 +38,12 @@ class OrtTowers:
 
     def session(self, tower: str) -> Any:
         if tower not in self._sessions:
-            from export.onnx_export import onnx_session
-
             self._sessions[tower] = onnx_session(self.paths[tower], threads=self.threads)
         return self._sessions[tower]
 
     def run(self, tower: str, feed: dict[str, np.ndarray]) -> np.ndarray:
         sess = self.session(tower)
-        wanted = {i.name for i in sess.get_inputs()}
-        return sess.run(["embedding"], {k: v for k, v in feed.items() if k in wanted})[0]
+        return sess.run(["embedding"], session_feed(sess, feed))[0]
 
 
 def eval_zoom(cfg: Sat2SoundConfig) -> int:
@@ -57,8 +58,6 @@ def embed_with_ort(towers: OrtTowers, table: Any, cfg: Sat2SoundConfig, *, zoom:
 
     Without a text tower, ``text_fallback`` (e.g. the PyTorch model's text path) embeds the captions.
     """
-    from tqdm.auto import tqdm
-
     n = len(table)
     image, audio, audio_texts, image_texts = [], [], [], []
     bar = tqdm(total=n, desc=desc, unit="sample", disable=not progress, leave=False)

@@ -7,12 +7,14 @@ fields with the mask of the fields given, the log-mel, and token ids padded to t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from contracts.schema import META_FIELDS
-from core.config import Sat2SoundConfig
+
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
 
 IMAGE_FLOATS = ("image", "zoom", "gsd", "lat", "lon", "month", "hour", "meta_mask")
 IMAGE_INTS = ("audio_source", "caption_source")

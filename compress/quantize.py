@@ -1,11 +1,12 @@
 """`sat2sound quantize`: post-training int8 of a model's towers with ONNX Runtime, behind a quality gate.
 
-    sat2sound quantize --model DIR --calib DIR --out DIR [--scheme dynamic|static|weight-only] [--max-drop 0.02]
+    sat2sound quantize --ckpt DIR --calib DIR --out DIR [--scheme dynamic|static|weight-only] [--max-drop 0.02]
                        [--data DIR --split validation] [--towers image,audio,text] [--force]
 
 Steps: load the fp32 checkpoint (teacher or student) -> export each tower to ONNX (export/onnx_export.py) ->
-quantize it (compress/int8.py: MatMul/Gemm only, codebook head in float, reduce_range on CPUs without VNNI; the
-static scheme calibrates on real batches from --calib, compress/calibration.py) -> score the int8 towers and the
+quantize it (export/int8.py: MatMul/Gemm weights and large embedding tables - the text tower's tables only -,
+codebook head in float, reduce_range on CPUs without VNNI; the static scheme calibrates on real batches from
+--calib, compress/calibration.py) -> score the int8 towers and the
 fp32 towers alike with ONNX Runtime on the validation split (zoom 1, every metadata field; compress/onnx_eval.py)
 -> the gate: when I2A R@10% or image->text R@10% of the int8 towers falls more than --max-drop below the fp32
 towers', nothing is written and the command exits non-zero saying by how much.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import sys
@@ -29,18 +29,35 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from compress.int8 import MIN_PARITY, SCHEMES, cpu_int8_quirks, quantize_tower
+from tqdm.auto import tqdm
+
+from compress.calibration import calibration_reader, open_calibration_table
+from compress.onnx_eval import (
+    OrtTowers,
+    cosine_parity,
+    embed_with_ort,
+    eval_zoom,
+    retrieval_figures,
+    torch_text_fallback,
+)
+from contracts.artifacts import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    QUANT_FILE,
+    QUANTIZED_TOWERS,
+    WEIGHTS_FILE,
+    ArtifactKind,
+    sha256_file,
+)
 from contracts.errors import ConfigError, DataError, Sat2SoundError
 from core.artifacts import move_into_place
 from core.cli_args import add_ckpt, add_shared
+from export.int8 import MIN_PARITY, SCHEMES, cpu_int8_quirks, quantize_tower
 
-INT8_KIND = "sat2sound-int8"
-QUANT_FILE = "quantization.json"
 FORMAT = "sat2sound-quantization/1"
-QUANTIZED_TOWERS: tuple[str, ...] = ("image", "audio", "text")
 GATED = ("i2a_r10", "i2t_r10")
 PARITY_BATCHES = 2  # calibration batches (of 32) the per-tower parity check runs on
-COPIED_FILES = ("config.json", "model.safetensors")
+COPIED_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 
 
 class QualityGateError(Sat2SoundError):
@@ -51,14 +68,6 @@ class QualityGateError(Sat2SoundError):
 
 def int8_filename(tower: str) -> str:
     return f"{tower}.int8.onnx"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_towers(text: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -159,18 +168,6 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
                    towers: list[str], calib_size: int, calib_method: str, min_parity: float,
                    cache_dir: str | Path | None,
                    progress: bool, threads: int) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    from compress.calibration import calibration_reader, open_calibration_table
-    from compress.onnx_eval import (
-        OrtTowers,
-        cosine_parity,
-        embed_with_ort,
-        eval_zoom,
-        retrieval_figures,
-        torch_text_fallback,
-    )
-
     calib_info: dict[str, Any] = {"source": str(calib) if calib is not None else None}
     table = None
     if calib is not None and Path(calib).is_dir():
@@ -202,7 +199,7 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
                                          table=table, n_samples=calib_size)
         parity = batches.batches[:PARITY_BATCHES] if batches is not None else None
         int8_paths[tower] = stage / int8_filename(tower)
-        info = quantize_tower(fp32_paths[tower], int8_paths[tower], scheme,
+        info = quantize_tower(fp32_paths[tower], int8_paths[tower], scheme, tower=tower,
                               calibration=batches if scheme == "static" else None, parity_feeds=parity,
                               min_parity=min_parity, calibrate_method=calib_method)
         if scheme == "static":
@@ -210,7 +207,6 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
             info["calibration_samples"] = batches.n_samples
         info["file"] = int8_filename(tower)
         info["sha256"] = sha256_file(int8_paths[tower])
-        info["n_excluded"] = len(info["excluded_nodes"])
         tower_info[tower] = info
         bar.update(1)
     bar.close()
@@ -245,7 +241,7 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
         shutil.copy2(loaded.path / name, stage / name)
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     quant = {
-        "format": FORMAT, "kind": INT8_KIND, "scheme": scheme, "created": created,
+        "format": FORMAT, "kind": ArtifactKind.INT8, "scheme": scheme, "created": created,
         "source": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "kind": source_manifest.get("kind"),
                    "preset": cfg.name},
         "cpu": cpu_int8_quirks(), "float_kept": "codebook head (scores, max-pool, sparsemax, weighted codes)",
@@ -254,16 +250,14 @@ def _quantize_into(stage: Path, work: Path, loaded: Any, model: Any, cfg: Any, s
     (stage / QUANT_FILE).write_text(json.dumps(quant, indent=2) + "\n")
     manifest = {
         **source_manifest,
-        "kind": INT8_KIND, "source_kind": source_manifest.get("kind"), "source_fingerprint": loaded.fingerprint,
+        "kind": ArtifactKind.INT8, "source_kind": source_manifest.get("kind"), "source_fingerprint": loaded.fingerprint,
         "fingerprint": loaded.fingerprint, "created": created, "scheme": scheme,
         "int8": {t: {"file": i["file"], "sha256": i["sha256"], "bytes": i["bytes"]} for t, i in tower_info.items()},
         "quantization": QUANT_FILE,
         "gate": None if evaluation is None else {k: evaluation[k] for k in ("drop", "max_drop", "passed")},
     }
-    (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return quant
-
-
 
 
 # ----------------------------------------------------------------------------------------------------- CLI

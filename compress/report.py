@@ -7,7 +7,7 @@ int8 model the int8 towers it ships), CPU latency of the image tower at batch 1 
 Runtime and PyTorch, and retrieval on the split (zoom 1, every metadata field): I2A, A2I, image->text R@10% and
 median rank, with the retention of each R@10% in percent of the teacher's. fp32 models are scored with PyTorch,
 the int8 model with ONNX Runtime on its int8 towers (the fp32 graphs match PyTorch to ~1e-6, export/).
-The issue's targets are checked at the end: int8 keeps >= 95% of the teacher's I2A and image->text R@10%, its
+The compression targets are checked at the end: int8 keeps >= 95% of the teacher's I2A and image->text R@10%, its
 image tower is >= 5x smaller on disk and >= 3x faster (ORT, batch 1) than the teacher's.
 The three folders must belong together (fingerprints): the int8 folder made from this student, the student
 distilled from this teacher. Writes FILE.md and FILE.json.
@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from compress.latency import ort_latency, torch_latency
+from contracts.artifacts import QUANT_FILE, QUANTIZED_TOWERS, WEIGHTS_FILE, ArtifactKind
 from contracts.errors import CheckpointError, ConfigError
 from core.cli_args import add_shared
 
@@ -34,12 +36,10 @@ R10 = ("i2a_r10", "a2i_r10", "i2t_r10")
 
 def check_lineage(teacher: Any, student: Any, int8_manifest: dict[str, Any], int8_path: Path) -> list[str]:
     """CheckpointError unless int8 <- student <- teacher by fingerprint; returns notes for softer mismatches."""
-    from compress.quantize import INT8_KIND
-
     notes = []
-    if int8_manifest.get("kind") != INT8_KIND:
+    if int8_manifest.get("kind") != ArtifactKind.INT8:
         raise CheckpointError(f"{int8_path} is not an int8 model folder (kind {int8_manifest.get('kind')!r}, "
-                              f"expected {INT8_KIND!r}); make one with `sat2sound quantize`")
+                              f"expected {ArtifactKind.INT8.value!r}); make one with `sat2sound quantize`")
     if int8_manifest.get("source_fingerprint") != student.fingerprint:
         source = str(int8_manifest.get("source_fingerprint"))[:12]
         raise CheckpointError(f"{int8_path} was quantized from model {source}, not from the student {student.path} "
@@ -66,8 +66,6 @@ def _latencies(onnx_path: Path | None, model: Any, feed: dict[str, np.ndarray], 
                runs: int) -> dict[str, float | None]:
     import torch
 
-    from compress.latency import ort_latency, torch_latency
-
     out: dict[str, float | None] = {}
     for t in threads:
         out[f"ort_{t}"] = ort_latency(onnx_path, feed, t, runs=runs) if onnx_path is not None else None
@@ -90,9 +88,9 @@ def compress_report(teacher: str | Path, student: str | Path, int8: str | Path, 
     """Measure the three models (see the module docstring); returns the JSON-able report."""
     from compress.onnx_eval import OrtTowers, embed_with_ort, eval_zoom, retrieval_figures, torch_text_fallback
     from compress.onnx_feeds import image_feed
-    from compress.quantize import QUANT_FILE, export_fp32, int8_filename
+    from compress.quantize import export_fp32, int8_filename
     from compress.student import tower_parameters
-    from core.checkpoint import WEIGHTS_FILE, load_checkpoint, read_manifest
+    from core.checkpoint import load_checkpoint, read_manifest
     from core.data.features import FeatureTable
     from core.model import count_parameters
 
@@ -102,7 +100,7 @@ def compress_report(teacher: str | Path, student: str | Path, int8: str | Path, 
     q_manifest = read_manifest(int8)
     notes = check_lineage(t_loaded, s_loaded, q_manifest, int8)
     quant = json.loads((int8 / QUANT_FILE).read_text()) if (int8 / QUANT_FILE).is_file() else {}
-    q_towers = {t: int8 / int8_filename(t) for t in ("image", "audio", "text") if (int8 / int8_filename(t)).is_file()}
+    q_towers = {t: int8 / int8_filename(t) for t in QUANTIZED_TOWERS if (int8 / int8_filename(t)).is_file()}
     if "image" not in q_towers or "audio" not in q_towers:
         raise CheckpointError(f"{int8} lacks the int8 image or audio tower")
 
@@ -159,7 +157,7 @@ def compress_report(teacher: str | Path, student: str | Path, int8: str | Path, 
         "image_tower_size_ratio": _check(size_ratio, TARGETS["size_ratio"], "x"),
         "image_tower_speed_ratio": _check(speed[ort1], TARGETS["speed_ratio"], "x"),
     }
-    return {"kind": "sat2sound-compress-report", "data": str(data), "split": t_table.split, "n": len(s_table),
+    return {"kind": ArtifactKind.COMPRESS_REPORT, "data": str(data), "split": t_table.split, "n": len(s_table),
             "zoom": zoom, "metadata": "all", "threads": list(threads), "runs": runs, "rows": rows,
             "speed_ratio": speed, "size_ratio": size_ratio, "checks": checks, "notes": notes,
             "machine_note": "latency on a shared CPU: minimum over rounds of the median of runs"}

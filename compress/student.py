@@ -20,11 +20,8 @@ from typing import Any
 import torch
 
 from contracts.errors import CheckpointError
-from core.config import Sat2SoundConfig
+from core.config import Sat2SoundConfig, teacher_preset_of
 from core.model import Sat2Sound, build_model
-
-# Which teacher preset each student preset was sized against (used for messages; the check itself is structural).
-STUDENT_TEACHER: dict[str, str] = {"student-tiny": "tiny", "student-default": "default", "student-paper": "paper"}
 
 # The audio input normalisation is the teacher's per-dataset level statistics: taken as is, frozen (eval mode).
 FROZEN_PREFIXES: tuple[str, ...] = ("head.", "text_query.", "audio_encoder.input_norm.")
@@ -60,7 +57,7 @@ def check_teacher_fits(teacher_cfg: Sat2SoundConfig, student_cfg: Sat2SoundConfi
     manifest must match the installed one (the teacher's captions would otherwise land elsewhere). A teacher
     whose preset name differs from the one the student was sized for is accepted when it fits, with a note.
     """
-    expected = STUDENT_TEACHER.get(student_cfg.name)
+    expected = teacher_preset_of(student_cfg.name)  # for messages; the check itself is structural
     hint = f" (student preset {student_cfg.name!r} expects a teacher of preset {expected!r})" if expected else ""
     diffs = [f"{k} {a!r} != {b!r}" if k != "audio front end" else "audio front end differs"
              for k, (a, b) in _must_match(teacher_cfg, student_cfg).items() if a != b]

@@ -4,7 +4,9 @@ the typed presets and the ``sat2sound`` CLI.
 - ``config``      typed presets (``tiny``, ``default``, ``paper`` and their students), the teacher->student mapping
 - ``model/``      the towers, metadata fusion, codebook head (build side: torch)
 - ``data/``       the one loader for GeoSound / SoundingEarth / world folders, feature tables, the log-mel twins
-- ``train``, ``epoch_loop``, ``checkpoint``, ``evaluate``, ``metrics``, ``losses``
+- ``train`` (the command), ``trainer`` (the teacher's run), ``training_run`` (what training and distillation share:
+  resume, validation, best checkpoint), ``epoch_loop``, ``optim``, ``distributed``, ``config_overrides``, ``run_log``,
+  ``run_state``, ``checkpoint``, ``artifacts`` (atomic folders), ``evaluate``, ``metrics``, ``losses``
 - ``maps/``, ``grounding/``, ``concepts``   soundscape maps, grounding heat maps, the concept sheet
 - ``cli``, ``cli_args``, ``pipeline``, ``report``   the CLI, its shared vocabulary, the whole chain, its report
 

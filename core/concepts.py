@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--groups", type=int, default=8, help="how many concept groups on the sheet")
     p.add_argument("--per-group", type=int, default=6, help="tiles shown per group")
     p.add_argument("--out", default="runs/concepts")
-    add_shared(p, "cache-dir")
+    add_shared(p, "cache-dir", "no-progress")
     p.add_argument("--cache", dest="cache_dir", action=DeprecatedAlias, new="--cache-dir")
 
 
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from core.data.features import FeatureTable
 
     loaded = load_checkpoint(args.ckpt)
-    table = FeatureTable.build(args.data, args.split, loaded.cfg, cache_dir=args.cache_dir or DEFAULT_FEATURE_CACHE)
+    table = FeatureTable.build(args.data, args.split, loaded.cfg, cache_dir=args.cache_dir or DEFAULT_FEATURE_CACHE,
+                              progress=not args.no_progress)
     if args.zoom not in table.zooms:
         raise ConfigError(f"--zoom must be one of {table.zooms}")
     w = concept_weights(loaded, table, args.zoom)
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                "top_codes": [{"code": int(c), "mean_weight": float(mean_w[c]), "used_by": float(usage[c])}
                              for c in ranked],
                "groups": []}
-    from world.tiles import FINE_CLASSES
+    from world.cover_classes import FINE_CLASSES
 
     for code, members in groups:
         fr = [np.asarray(extras[i].get("gt_cover_fractions") or [], np.float32) for i in members]

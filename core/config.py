@@ -286,7 +286,8 @@ def _tiny() -> Sat2SoundConfig:
 
 
 def _default() -> Sat2SoundConfig:
-    return Sat2SoundConfig(name="default")
+    # the demo world plays real recordings where the installed packages have them (world.real_audio)
+    return Sat2SoundConfig(name="default", world=WorldConfig(audio="real"))
 
 
 def _paper() -> Sat2SoundConfig:

@@ -1,4 +1,4 @@
-"""The epoch and step loop shared by teacher training (``core.train``) and distillation (``compress.distill``).
+"""The epoch and step loop shared by teacher training (``core.trainer``) and distillation (``compress.distill``).
 
 A run walks its epochs in a seeded order, one progress bar per epoch, logs every ``log_every`` steps, calls the run's
 own end-of-epoch work (validation, best checkpoint, ``OUT/last/``) and stops early at ``--max-steps``. Ctrl-C saves
@@ -20,7 +20,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 class EpochRun(Protocol):
-    """What :func:`run_epochs` needs from a run (``Trainer`` and ``Distiller`` both have it)."""
+    """What :func:`run_epochs` needs from a run (every ``core.training_run.TrainingRun`` has it)."""
 
     step: int
     total_steps: int

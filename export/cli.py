@@ -1,6 +1,6 @@
 """`sat2sound export`: the towers of a teacher/student checkpoint to ONNX / ORT / Core ML / TFLite, parity-checked.
 
-    sat2sound export --model DIR --target onnx|ort|coreml|tflite [--target ...] --out DIR [--force]
+    sat2sound export --ckpt DIR --target onnx|ort|coreml|tflite [--target ...] --out DIR [--force]
                      [--int8/--no-int8] [--towers image,audio,audio_wave,text] [--data DIR --split test]
 
 Also ``python -m export ...`` (same arguments). Exits 2 with the figures when a file fails its parity gate, and
@@ -10,10 +10,14 @@ then writes nothing.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
+from contracts.artifacts import MANIFEST_FILE
 from core.cli_args import DeprecatedAlias, add_ckpt, add_shared
 from export.parity import FP32_MIN_COSINE, INT8_MEAN_COSINE, MAX_R10_DROP, Gates
+
+if TYPE_CHECKING:
+    from export.exporter import ExportResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,16 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         const=True)
 
 
-def _summary(manifest: dict[str, Any]) -> str:
+def _summary(result: ExportResult) -> str:
     lines = [f"{'file':44s} {'MB':>8s}  parity"]
-    for e in manifest["files"]:
+    for e in result.files:
         p = e.get("parity", {})
         if p.get("ran"):
             figure = f"{p['gate']} {p[p['gate']]:.6f} (>= {p['threshold']})"
         else:
             figure = p.get("note", "-")
         lines.append(f"{e['path']:44s} {e['bytes'] / 1e6:8.2f}  {figure}")
-    r = manifest["parity"].get("retrieval")
+    r = result.retrieval
     if r and "pytorch_i2a_r10" in r:
         lines.append(f"I2A R@10% on {r['split']} (n={r['n']}): PyTorch {r['pytorch_i2a_r10']:.4f}; "
                      + ", ".join(f"{k} {v['i2a_r10']:.4f}" for k, v in r["files"].items()))
@@ -62,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
     gates = Gates(fp32_min_cosine=args.fp32_min_cos, int8_mean_cosine=args.int8_min_cos,
                   max_r10_drop=args.max_r10_drop)
-    manifest = export_model(args.ckpt, args.out, args.target, towers=args.towers, int8=args.int8,
-                            force=args.force, data=args.data, split=args.split, gates=gates,
-                            progress=not args.no_progress, threads=args.threads)
-    print(_summary(manifest))
-    print(f"wrote {len(manifest['files'])} file(s) and manifest.json to {args.out}")
+    result = export_model(args.ckpt, args.out, args.target, towers=args.towers, int8=args.int8,
+                          force=args.force, data=args.data, split=args.split, gates=gates,
+                          progress=not args.no_progress, threads=args.threads)
+    print(_summary(result))
+    print(f"wrote {len(result.files)} file(s) and {MANIFEST_FILE} to {result.out}")
     return 0

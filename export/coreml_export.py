@@ -1,6 +1,6 @@
 """Core ML export: one ML program (.mlpackage, iOS 16+) per tower, float16 and int8-weight variants, validated here.
 
-Recipe (PLATFORM.md): ``torch.export`` -> ``run_decompositions`` -> ``coremltools.convert(convert_to="mlprogram",
+Recipe: ``torch.export`` -> ``run_decompositions`` -> ``coremltools.convert(convert_to="mlprogram",
 minimum_deployment_target=iOS16)``. Two workarounds, both for coremltools 9 reading torch 2.13 graphs:
 - ``aten.zeros(..., dtype=torch.bool)`` keeps its dtype as a keyword, which the converter ignores (it builds a float
   zero and then fails on ``bitwise_not``); decomposing zeros/ones/new_ones/new_zeros into ``full`` first fixes it;
@@ -21,14 +21,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from core.config import Sat2SoundConfig
 from export.quiet import quiet
 from export.towers import build_tower, example_inputs, tower_inputs, tower_outputs
+
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
 
 MIN_SPEC_VERSION = 7  # iOS 16 / macOS 13 ML programs
 FORBIDDEN_OPS = ("topk", "argsort", "sort")

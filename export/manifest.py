@@ -4,35 +4,47 @@ A device has no PyTorch and no config classes, so preprocessing is written out a
 crop fraction per zoom, GSD per imagery, the log-mel parameters, tokenizer files and max tokens), and every file is
 listed with its target, tower, variant, input/output names, shapes, dtypes, sha256 and size. The source checkpoint's
 fingerprint and kind tie the files to the weights they came from; parity figures say how closely each runnable file
-matched PyTorch when it was written.
+matched PyTorch when it was written. ``build_manifest`` is the one place the document is assembled, for
+`sat2sound export` (export/exporter.py) and the demo bundle's quick export (bundle/demo.py) alike.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+import json
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from contracts.artifacts import MANIFEST_FILE, ArtifactKind, sha256_file
 from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS, ZOOM_CROP_FRACTION
-from core.config import Sat2SoundConfig
+from export.towers import tower_inputs, tower_outputs
+
+if TYPE_CHECKING:
+    from core.checkpoint import Loaded
+    from core.config import Sat2SoundConfig
 
 SCHEMA = "sat2sound-export/1"
-MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+HASHING = ("sha256 of each file; of a folder (.mlpackage): every file's relative path, a NUL byte and its bytes, in "
+           "path order (export/manifest.py entry_sha256)")
 
 
-def sha256_path(path: str | Path) -> str:
-    """sha256 of a file, or of a folder (e.g. .mlpackage): every file's relative path and bytes, in path order."""
+def entry_sha256(path: str | Path) -> str:
+    """sha256 of a listed file (``contracts.artifacts.sha256_file``), or of a package folder (.mlpackage): every
+    file's relative path, a NUL byte and its bytes, in path order."""
     path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
         with open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
+            while block := fh.read(1 << 20):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -42,7 +54,7 @@ def size_bytes(path: str | Path) -> int:
 
 
 def preprocessing(cfg: Sat2SoundConfig) -> dict[str, Any]:
-    """Preprocessing constants for both towers' inputs, as numbers (DESIGN.md: the device computes them w/o torch)."""
+    """Preprocessing constants for both towers' inputs, as numbers: the device computes them without torch."""
     a, im = cfg.audio, cfg.image
     imagery = im.imagery
     return {
@@ -64,7 +76,7 @@ def preprocessing(cfg: Sat2SoundConfig) -> dict[str, Any]:
             "gsd_m": dict(IMAGERY_GSD_M),
             "zoom_input": "zoom level as float32 (1, 3 or 5)",
             "gsd_input": "native ground sample distance of the imagery in metres per pixel, float32",
-            "reference": "core/data/image_prep.py",
+            "reference": "contracts/image_prep.py",
         },
         "metadata": {
             "fields": list(META_FIELDS),
@@ -119,9 +131,6 @@ def copy_tokenizer(model: Any, out_dir: Path, max_tokens: int) -> list[str]:
     ``max_tokens``, so the copy is rewritten to pad and truncate to that, and ``tokenizers.Tokenizer.from_file``
     on a device yields the right ids and mask with no further settings.
     """
-    import json
-    import shutil
-
     src = Path(model.text_backbone.path)
     dst = out_dir / TOKENIZER_DIR
     dst.mkdir(parents=True, exist_ok=True)
@@ -152,7 +161,50 @@ def file_entry(out_dir: Path, path: Path, *, target: str, tower: str, variant: s
         "batch": batch,
         "inputs": inputs,
         "outputs": outputs,
-        "sha256": sha256_path(path),
+        "sha256": entry_sha256(path),
         "bytes": size_bytes(path),
         "quantization": quantization,
     }
+
+
+def build_manifest(loaded: Loaded, *, targets: Sequence[str], towers: Sequence[str], files: list[dict[str, Any]],
+                   tokenizer_files: Sequence[str] = (), quantization: dict[str, Any] | None = None,
+                   parity: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The export manifest of ``files`` (``file_entry`` dicts) written from the checkpoint ``loaded``.
+
+    ``quantization``: how the int8 variants were made; ``parity``: the held-out and retrieval checks; ``extra``:
+    per-target sections (e.g. ``ort``: the operator config and the mobile usability verdicts).
+    """
+    src, cfg = loaded.manifest, loaded.cfg
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": ArtifactKind.EXPORT,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "source": {
+            "path": str(loaded.path), "kind": src.get("kind"), "source_kind": src.get("source_kind"),
+            "fingerprint": loaded.fingerprint, "teacher_fingerprint": src.get("teacher_fingerprint"),
+            "preset": cfg.name, "head": cfg.model.codebook.head, "metadata": cfg.model.fusion.use_metadata,
+            "text_backbone": src.get("text_backbone"),
+        },
+        "embedding_dim": cfg.model.codebook.dim,
+        "codebook_size": cfg.model.codebook.size,
+        "targets": list(targets),
+        "towers": {t: {"inputs": list(tower_inputs(t)), "outputs": list(tower_outputs(t))} for t in towers},
+        "preprocessing": preprocessing(cfg),
+        "tokenizer_files": [f"{TOKENIZER_DIR}/{f}" for f in tokenizer_files],
+    }
+    if quantization is not None:
+        manifest["quantization"] = quantization
+    if parity is not None:
+        manifest["parity"] = parity
+    manifest.update(extra or {})
+    manifest["hashing"] = HASHING
+    manifest["files"] = files
+    return manifest
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """``manifest`` as OUT/manifest.json."""
+    path = Path(out_dir) / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

@@ -1,7 +1,8 @@
 """ONNX export of one tower (single file, no external data, named inputs/outputs, dynamic batch), and running it.
 
-``torch.onnx.export(dynamo=True)`` is used as PLATFORM.md found to work: opset 20, dynamic shapes keyed by the
-forward's argument names, traced with a batch-2 example so the batch dimension is not specialised to 1.
+``torch.onnx.export(dynamo=True)`` with opset 20, dynamic shapes keyed by the forward's argument names, traced with
+a batch-2 example so the batch dimension is not specialised to 1. Graphs run on ONNX Runtime's CPU provider through
+``export.ort_session.onnx_session`` (the session every build-side check uses).
 
 The dynamo exporter names intermediate values after the aten ops they come from, so a graph with an
 ``nn.Embedding`` already holds a value called ``embedding``; asking for an output of that name would produce an
@@ -17,13 +18,16 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from core.config import Sat2SoundConfig
+from export.ort_session import onnx_session
 from export.towers import build_tower, example_inputs, tower_inputs, tower_outputs
+
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
 
 DEFAULT_OPSET = 20
 MAX_BATCH = 4096
@@ -79,17 +83,6 @@ def export_onnx(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path: 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def onnx_session(path: str | Path, threads: int = 1):
-    """A CPU ORT session; ``threads`` intra-op threads (1 keeps parity checks from crowding a small machine)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def as_numpy_inputs(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:

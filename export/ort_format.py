@@ -1,6 +1,6 @@
 """ORT format for phones: ONNX towers converted for the ONNX Runtime mobile runtime, plus what a reduced build needs.
 
-``onnxruntime-mobile`` no longer exists; the mobile path is the ORT flatbuffer format (PLATFORM.md):
+``onnxruntime-mobile`` no longer exists; the mobile path is the ORT flatbuffer format:
 ``python -m onnxruntime.tools.convert_onnx_models_to_ort --target_platform arm`` optimises each graph for ARM
 ('Fixed' style: the optimisations are baked in, the right choice for the CPU execution provider) and writes
 ``required_operators.config``, the operator list to build a size-reduced ORT for the app

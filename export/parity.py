@@ -1,6 +1,6 @@
 """Parity of exported towers with PyTorch: cosine per embedding on a held-out batch, and retrieval on real data.
 
-Gates (issue 6): a float file must reproduce every embedding of the held-out batch (min cosine >= 0.9999); an int8
+Gates: a float file must reproduce every embedding of the held-out batch (min cosine >= 0.9999); an int8
 file must stay close on average (mean cosine >= 0.99). With a dataset, I2A R@10% computed from the exported image
 and audio towers must be within 1 point of the PyTorch model's. A file that fails is an error: the export stops and
 writes nothing (export/exporter.py).

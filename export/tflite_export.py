@@ -1,6 +1,6 @@
 """TFLite (LiteRT) export: one .tflite per tower with a ``serving_default`` signature named like the ONNX graph.
 
-Recipe (PLATFORM.md): ``litert_torch.convert(wrapper, (), sample_kwargs)`` then ``.export(path)``; run with
+Recipe: ``litert_torch.convert(wrapper, (), sample_kwargs)`` then ``.export(path)``; run with
 ``ai_edge_litert.interpreter.Interpreter``. Passing the example inputs as keyword arguments, and returning a dict
 (``named_outputs``), gives the signature its input and output names. LiteRT downcasts int64 I/O to int32.
 
@@ -10,7 +10,7 @@ patch/stem flatten (measured with litert-torch 0.10), so phones call the tower o
 int8: ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe (per-channel int8 weights, activations quantized on the fly)
 with a ``no_quantize`` rule for every tensor of the codebook head and of the audio_wave tower's log-mel front end
 (their names carry the module paths ``CodebookHead_head`` / ``LogMel_logmel``). MiniLM does not survive dynamic
-activation quantization (see export/onnx_int8.py), so the text tower uses ``weight_only_wi8_afp32`` (int8
+activation quantization (see export/int8.py), so the text tower uses ``weight_only_wi8_afp32`` (int8
 weights, float compute).
 
 Sparsemax is sort-free by construction (core/model/sparsemax.py); ``tflite_ops`` lists the operators of a file so
@@ -23,14 +23,16 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from core.config import Sat2SoundConfig
 from export.quiet import quiet as _quiet
 from export.towers import build_tower, example_inputs, tower_inputs
+
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
 
 FLOAT_REGEX = ".*(CodebookHead_head|LogMel_logmel).*"  # codebook head, log-mel front end
 FORBIDDEN_OPS = ("SORT", "TOPK", "STABLEHLO")
@@ -80,7 +82,7 @@ def quantize_tflite_int8(src: str | Path, dst: str | Path, *, tower: str) -> dic
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    details = _interpreter(dst).get_tensor_details()
+    details = tflite_interpreter(dst).get_tensor_details()
     int8_tensors = [t["name"] for t in details if t["dtype"] == np.int8]
     in_float_parts = [n for n in int8_tensors if "CodebookHead_head" in n or "LogMel_logmel" in n]
     if in_float_parts:
@@ -92,7 +94,7 @@ def quantize_tflite_int8(src: str | Path, dst: str | Path, *, tower: str) -> dic
             "int8_tensors": len(int8_tensors)}
 
 
-def _interpreter(path: str | Path, threads: int = 1, *, delegates: bool = True) -> Any:
+def tflite_interpreter(path: str | Path, threads: int = 1, *, delegates: bool = True) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -104,7 +106,7 @@ def _interpreter(path: str | Path, threads: int = 1, *, delegates: bool = True) 
 
 def tflite_signature(path: str | Path) -> dict[str, Any]:
     """Input/output names, shapes and dtypes of the ``serving_default`` signature."""
-    it = _interpreter(path)
+    it = tflite_interpreter(path)
     runner = it.get_signature_runner()
     ins = runner.get_input_details()
     outs = runner.get_output_details()
@@ -114,14 +116,14 @@ def tflite_signature(path: str | Path) -> dict[str, Any]:
 
 def tflite_ops(path: str | Path) -> list[str]:
     """Sorted operator names of a .tflite file (read without the XNNPACK delegate, which would hide them)."""
-    it = _interpreter(path, delegates=False)
+    it = tflite_interpreter(path, delegates=False)
     return sorted({op["op_name"] for op in it._get_ops_details()})
 
 
 def run_tflite(path: str | Path, inputs: Mapping[str, Any], *, output: str = "embedding",
                interpreter: Any | None = None) -> np.ndarray:
     """Run a batch through a batch-1 .tflite one row at a time; inputs are cast to the signature's dtypes."""
-    it = interpreter or _interpreter(path)
+    it = interpreter or tflite_interpreter(path)
     runner = it.get_signature_runner()
     dtypes = {k: v["dtype"] for k, v in runner.get_input_details().items()}
     arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in

@@ -19,30 +19,36 @@ ignores them (they are still graph inputs, so one app works with both).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
+from contracts.artifacts import ALL_TOWERS
 from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, IMAGERY_GSD_M, META_FIELDS
-from core.config import Sat2SoundConfig
+from core.data.audio_frontend import LogMel
 from core.model.transformer import MASK_BIAS
 
+if TYPE_CHECKING:
+    from core.config import Sat2SoundConfig
+
 IMAGE_INPUTS = ("image", "zoom", "gsd", "lat", "lon", "month", "hour", "audio_source", "caption_source", "meta_mask")
-TOWERS = ("image", "image_grounding", "audio", "audio_wave", "text")
-DEFAULT_TOWERS = ("image", "audio", "audio_wave", "text")
-
-
-def _require_eval(model: nn.Module) -> None:
-    if model.training:
-        raise ValueError("export needs the model in eval mode (metadata dropout and batch norm statistics)")
 
 
 class Tower(nn.Module):
-    """Base of the wrappers. ``named_outputs`` makes forward return {output name: tensor}: TFLite signatures take
-    their output names from a returned dict (and their input names from keyword arguments)."""
+    """Base of the wrappers: holds the (eval-mode) model. ``named_outputs`` makes forward return {output name:
+    tensor}: TFLite signatures take their output names from a returned dict (and their input names from keyword
+    arguments)."""
 
     INPUTS: tuple[str, ...] = ()
     OUTPUTS: tuple[str, ...] = ("embedding",)
     named_outputs: bool = False
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if model.training:
+            raise ValueError("export needs the model in eval mode (metadata dropout and batch norm statistics)")
+        self.model = model
 
     def result(self, *tensors: torch.Tensor):
         if self.named_outputs:
@@ -57,9 +63,7 @@ class ImageTower(Tower):
     OUTPUTS = ("embedding",)
 
     def __init__(self, model: nn.Module, with_scores: bool = False):
-        super().__init__()
-        _require_eval(model)
-        self.model = model
+        super().__init__(model)
         self.with_scores = with_scores
         self.n_patches = model.cfg.image.n_patches
         if with_scores:
@@ -86,31 +90,21 @@ class AudioTower(Tower):
     INPUTS = ("mel",)
     OUTPUTS = ("embedding",)
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        _require_eval(model)
-        self.model = model
-
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.result(self.model.encode_audio(mel).embedding)
 
 
-class AudioWaveTower(Tower):
+class AudioWaveTower(AudioTower):
     """Mono wave (B, n_samples) at the config's sample rate -> embedding; the log-mel is computed in the graph."""
 
     INPUTS = ("wave",)
-    OUTPUTS = ("embedding",)
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        _require_eval(model)
-        from core.data.audio_frontend import LogMel
-
-        self.model = model
+        super().__init__(model)
         self.logmel = LogMel(model.cfg.audio).eval()
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.result(self.model.encode_audio(self.logmel(wave)).embedding)
+        return super().forward(self.logmel(wave))
 
 
 class TextTower(Tower):
@@ -125,9 +119,7 @@ class TextTower(Tower):
     OUTPUTS = ("embedding",)
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        _require_eval(model)
-        self.model = model
+        super().__init__(model)
         backbone = model.text_backbone
         # A registered submodule, so the exporters see its weights; the Sat2Sound state dict is not touched.
         self.bert = backbone.model.eval()
@@ -145,7 +137,7 @@ class TextTower(Tower):
 
 
 def build_tower(model: nn.Module, tower: str, *, named_outputs: bool = False) -> Tower:
-    """The eval-mode export wrapper for ``tower`` (one of TOWERS)."""
+    """The eval-mode export wrapper for ``tower`` (one of contracts.artifacts.ALL_TOWERS)."""
     wrapper = _build_tower(model, tower)
     wrapper.named_outputs = named_outputs
     return wrapper
@@ -162,7 +154,7 @@ def _build_tower(model: nn.Module, tower: str) -> Tower:
         return AudioWaveTower(model).eval()
     if tower == "text":
         return TextTower(model).eval()
-    raise ValueError(f"unknown tower {tower!r}; expected one of {', '.join(TOWERS)}")
+    raise ValueError(f"unknown tower {tower!r}; expected one of {', '.join(ALL_TOWERS)}")
 
 
 def tower_inputs(tower: str) -> tuple[str, ...]:
@@ -209,7 +201,7 @@ def example_inputs(cfg: Sat2SoundConfig, tower: str, batch: int = 2, *, seed: in
         return {"wave": torch.randn(batch, cfg.audio.n_samples, generator=g) * 0.1}
     if tower == "text":
         return tokenize(cfg, texts if texts is not None else example_texts(batch, seed=seed))
-    raise ValueError(f"unknown tower {tower!r}; expected one of {', '.join(TOWERS)}")
+    raise ValueError(f"unknown tower {tower!r}; expected one of {', '.join(ALL_TOWERS)}")
 
 
 EXAMPLE_TEXTS = (

@@ -5,6 +5,7 @@ Module map (import the module you need; this package imports nothing, so the dev
 Device side (numpy, sqlite3, hnswlib; no torch):
 - ``query``      ``Gallery.open(folder)`` -> ``.search(vector, k, kind)`` -> ``Hit``s, ``.clip(id)``, ``.item(id)``
 - ``index``      HNSW build/load/search, exact numpy twin, ef measurement
+- ``ivf``        IVF lists in numpy (the search mode where HNSW misses the recall target)
 - ``clips``      clip bytes: encode, sniff the format, decode
 - ``layout``     file names, schema version, HNSW defaults
 - ``errors``     ``GalleryError``

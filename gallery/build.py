@@ -92,6 +92,7 @@ def build_gallery(records: list[CaptionRecord], out: str | Path, embedder: Embed
     renderer.prepare(records)
     times = {"render": 0.0, "embed": 0.0, "write": 0.0, "index": 0.0}
     meta = {"renderer": renderer.name, "seconds": getattr(renderer, "seconds", None),
+            "audio": getattr(renderer, "audio", None),
             "clip_compression": clip_compression, **(extra_meta or {})}
     with GalleryWriter.open(out, fingerprint=embedder.fingerprint, dim=embedder.dim, clip_format=clip_format,
                             sample_rate=rate, extra_meta=meta) as writer:

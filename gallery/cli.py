@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--clip-compression", type=float, default=None,
                    help="0 (best quality, largest) .. 1 (smallest); ogg default ~0.5 = ~54 KB per 10 s at 16 kHz")
     b.add_argument("--seconds", type=float, default=10.0, help="clip length (import: longest kept)")
+    b.add_argument("--clip-audio", choices=("real", "synthetic"), default=None,
+                   help="procedural renderer: play real recordings of the named sources where installed, or "
+                        "synthesise all (default: what the checkpoint's world was built with)")
     b.add_argument("--sample-rate", type=int, default=None, help="clip sample rate (default: the model's)")
     b.add_argument("--threads", type=int, default=2, help="torch and HNSW threads")
     b.add_argument("--workers", type=int, default=2, help="processes rendering and encoding clips")
@@ -103,7 +106,10 @@ def _build(args: argparse.Namespace) -> int:
                             need_audio=args.renderer == "import")
     embedder = TeacherEmbedder(args.ckpt, threads=args.threads)
     rate = args.sample_rate or embedder.sample_rate
-    renderer = get_renderer(args.renderer, seconds=args.seconds, sample_rate=rate)
+    if args.clip_audio and args.renderer != "procedural":
+        raise GalleryError("--clip-audio is for the procedural renderer; imported clips play as they are")
+    renderer = get_renderer(args.renderer, seconds=args.seconds, sample_rate=rate,
+                            audio=args.clip_audio or embedder.cfg.world.audio)
     extra = {"checkpoint": str(args.ckpt.resolve()), "preset": embedder.cfg.name,
              "text_backbone": embedder.manifest.get("text_backbone"), "caption_source": str(args.captions.resolve())}
     report = build_gallery(records, args.out, embedder, renderer, clip_format=args.clip_format,

@@ -20,6 +20,10 @@ INDEX_JSON = "index.json"
 KINDS: tuple[str, ...] = ("caption", "audio")
 CLIP_FORMATS: tuple[str, ...] = ("ogg", "flac", "wav")
 
+# The gallery's read path: the modules a device runs to search a gallery and play its clips (numpy, sqlite3, hnswlib;
+# never torch). The rest of the package is the build side.
+READ_PATH_MODULES: tuple[str, ...] = ("__init__", "errors", "layout", "index", "clips", "query", "ivf")
+
 
 def ivf_file_name(kind: str) -> str:
     """File name of the IVF lists (gallery/ivf.py) of one embedding kind, when its search mode is "ivf"."""

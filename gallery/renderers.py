@@ -1,8 +1,10 @@
 """Renderers turn a caption into the clip the gallery plays for it.
 
-- ``procedural`` (the embedded default): the world's own sound synthesis plays the sources a caption names
-  (``world.sounds.sources_in_text`` + ``render_scene``), seeded from the caption's content id, so the same caption
-  always renders the same clip. This stands in for the paper's TangoFlux, which needs a GPU and weights we lack.
+- ``procedural`` (the embedded default): the world's own scene mixer plays the sources a caption names
+  (``world.sources.sources_in_text`` + ``render_scene``), seeded from the caption's content id, so the same
+  caption always renders the same clip. With ``audio="real"`` each source is an excerpt of a real recording of
+  it where one is installed (the world's source material, never a held-out clip), else synthesised. This
+  stands in for the paper's TangoFlux, which needs a GPU and weights we lack.
 - ``import``: clips made elsewhere (e.g. TangoFlux, 10 s at 44.1 kHz), mapped to captions by a CSV or a folder; they
   are decoded, mixed to mono, resampled to the gallery rate and cut to at most ``seconds``.
 """
@@ -41,9 +43,12 @@ def caption_seed(record: CaptionRecord) -> int:
 class ProceduralRenderer:
     name = "procedural"
 
-    def __init__(self, seconds: float, sample_rate: int):
+    def __init__(self, seconds: float, sample_rate: int, audio: str = "synthetic"):
+        if audio not in ("synthetic", "real"):
+            raise GalleryError(f"unknown audio {audio!r} for the procedural renderer; expected synthetic or real")
         self.seconds = float(seconds)
         self.sample_rate = int(sample_rate)
+        self.audio = audio
         self._sounds()  # fail at once, not in the first batch, when the world's synthesis is missing
 
     @staticmethod
@@ -59,12 +64,20 @@ class ProceduralRenderer:
         return None
 
     def render(self, record: CaptionRecord) -> RenderedClip:
+        from world.sources import sources_in_text
+
         sounds = self._sounds()
-        sources = list(sounds.sources_in_text(record.caption))
+        sources = list(sources_in_text(record.caption))
         rng = np.random.default_rng(caption_seed(record))
         # A caption that names no known source gets the scene's quiet noise floor alone (explicit empty levels:
         # render_scene's default level list assumes at least one source).
-        wave = sounds.render_scene(sources, self.seconds, self.sample_rate, rng, levels=None if sources else [])
+        real = None
+        if self.audio == "real":
+            from world.real_audio import installed
+
+            real = installed()
+        wave = sounds.render_scene(sources, self.seconds, self.sample_rate, rng, levels=None if sources else [],
+                                   real=real)
         return RenderedClip(np.asarray(wave, dtype=np.float32), sources)
 
 
@@ -102,9 +115,9 @@ class ImportRenderer:
 RENDERERS = ("procedural", "import")
 
 
-def get_renderer(name: str, *, seconds: float, sample_rate: int) -> Renderer:
+def get_renderer(name: str, *, seconds: float, sample_rate: int, audio: str = "synthetic") -> Renderer:
     if name == "procedural":
-        return ProceduralRenderer(seconds, sample_rate)
+        return ProceduralRenderer(seconds, sample_rate, audio)
     if name == "import":
         return ImportRenderer(seconds, sample_rate)
     raise GalleryError(f"unknown renderer {name!r}; expected one of {', '.join(RENDERERS)}")

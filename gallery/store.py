@@ -114,6 +114,8 @@ class GalleryWriter:
             raise GalleryError(f"{path} is damaged ({exc}); delete it or build into another --out") from None
         want = {"schema_version": SCHEMA_VERSION, "model_fingerprint": fingerprint, "embedding_dim": dim,
                 "clip_format": clip_format, "sample_rate": sample_rate}
+        # a resumed build renders its clips the same way as the one it continues
+        want |= {k: v for k, v in (extra_meta or {}).items() if k in ("renderer", "audio") and k in meta}
         for key, value in want.items():
             if meta.get(key) != value:
                 db.close()

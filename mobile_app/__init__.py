@@ -1,18 +1,22 @@
-"""The offline device app and the bundle it runs on.
+"""The device side: the offline Kivy app and the bundle reader it runs on (a phone, a kiosk, a desktop).
 
-Device side (numpy, onnxruntime / ai_edge_litert, hnswlib optional, sqlite3, Pillow, Kivy; never torch):
-- ``mercator``    web-mercator tile geometry
-- ``mbtiles``     MBTiles 1.3 reader (and writer) and the model's view cut from stitched tiles
-- ``bundle``      the bundle's layout, manifest and checks (hashes, fingerprints, map)
-- ``runtime``     the image tower on ONNX Runtime or LiteRT
-- ``place``       a place + clock + recording style -> the tower's named inputs
-- ``engine``      ``Soundscape``: bundle -> place -> nearest soundscapes (the app without its screen)
-- ``player``      clip playback with Kivy: temp files, crossfades, a state tests can read
-- ``mapwidgets``, ``app``, ``kivy_env``, ``__main__``   the Kivy app (plain, --field, --kiosk)
-- ``autopilot``   drives the real app with synthetic touches (tests, screenshots, latency)
+Imports only contracts, the gallery's read path (gallery.query) and what a device has (numpy, Pillow, sqlite3,
+Kivy, onnxruntime / ai_edge_litert, hnswlib and plyer optional); never torch, core, world, compress, export or bundle
+(the build side, which writes the bundles this package reads).
 
-Build side (may use torch and the world renderer; never imported by the app):
-- ``map_build``, ``bundle_build``, ``bundle_cli``   ``sat2sound bundle``
-- ``demo_bundle``   a complete bundle from an untrained checkpoint (tests, benchmark, first steps)
-- ``android_stage`` device-only sources for buildozer
+- ``mercator``     web-mercator tile geometry
+- ``mbtiles``      MBTiles 1.3 reader and the model's view cut from stitched tiles
+- ``bundle``       the bundle's layout, manifest and checks (hashes, fingerprints, map)
+- ``runtime``      the image tower on ONNX Runtime or LiteRT
+- ``place``        a place + clock + recording style -> the tower's named inputs
+- ``engine``       ``Soundscape``: bundle -> place -> nearest soundscapes (the app without its screen)
+- ``player``       clip playback with Kivy: temp files, crossfades, a state tests can read
+- ``errors``       the app's error types; ``closing``: ``with`` support for its readers
+- ``kivy_env``     Kivy's environment, set before Kivy is imported (headless: offscreen window, dummy audio)
+- ``app``          the Kivy app: the screen all modes share (map beside panel, what a tap does)
+- ``widgets``, ``mapwidgets``, ``panel``   its look, the map and its layers, the side panel
+- ``field_mode``   ``--field``: follow the device's position, crossfade as it moves
+- ``kiosk_mode``   ``--kiosk``: the idle timer and the attract tour
+- ``__main__``     ``python -m mobile_app`` (and ``sat2sound app``)
+- ``autopilot``    drives the real app with synthetic touches (tests, screenshots, latency)
 """

@@ -9,6 +9,9 @@ import argparse
 import datetime as dt
 import sys
 
+from contracts.errors import ConfigError, run_guarded
+from mobile_app import kivy_env
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle folder written by `sat2sound bundle`")
@@ -34,9 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_app(args: argparse.Namespace):
     """Set Kivy's environment from the arguments, then build the app object (Kivy is imported here, not before)."""
-    from contracts.errors import ConfigError
-    from mobile_app import kivy_env
-
     try:
         w, h = (int(v) for v in str(args.size).lower().split("x"))
     except ValueError:
@@ -48,7 +48,8 @@ def make_app(args: argparse.Namespace):
         except ValueError:
             raise ConfigError(f"--clock must look like 2026-06-21T05:30, got {args.clock!r}") from None
     kivy_env.configure(headless=True if args.headless else None, size=(w, h), fullscreen=args.kiosk)
-    from mobile_app.app import Sat2SoundApp
+    from mobile_app.app import Sat2SoundApp  # imports Kivy, which reads its environment once, at import
+
 
     return Sat2SoundApp(args.bundle, runtime=args.runtime, kiosk=args.kiosk, field=args.field,
                         data_dir=args.data_dir, verify=not args.no_verify, k=args.k, idle_s=args.idle,
@@ -63,13 +64,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mobile_app", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    from contracts.errors import Sat2SoundError
-
-    try:
-        return run(parser.parse_args(argv))
-    except Sat2SoundError as exc:
-        print(f"python -m mobile_app: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return run_guarded(parser.prog, lambda: run(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

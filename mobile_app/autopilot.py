@@ -34,6 +34,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import run_guarded
+from mobile_app.__main__ import add_arguments, make_app
+
+# Kivy is imported inside the functions below: it reads its environment once, at import, and make_app sets it first.
+
 
 def _touch(x: float, y: float) -> float:
     """Press and release at window (x, y); returns the seconds the release took to handle (the tap's work)."""
@@ -53,16 +58,22 @@ def _widget_center(widget) -> tuple[float, float]:
 def _target(app, name: str):
     kind, _, arg = name.partition(":")
     if kind == "zoom":
-        return app.zoom_buttons[int(arg)]
+        return app.panel.zoom_buttons[int(arg)]
     if kind == "style":
-        return app.style_buttons[arg]
+        return app.panel.style_buttons[arg]
     if kind == "alt":
-        return list(reversed(app.alt_box.children))[int(arg)]
+        return list(reversed(app.panel.alt_box.children))[int(arg)]
     if kind == "stop":
-        return app.stop_button
+        return app.panel.stop_button
     if kind == "go":
-        return app.coord_input.parent.children[0]
+        return _field_mode(app).go_button
     raise ValueError(f"unknown press target {name!r}")
+
+
+def _field_mode(app):
+    if app.field_mode is None:
+        raise ValueError("this step needs the app in field mode (--field)")
+    return app.field_mode
 
 
 def steps(app, script: list[dict[str, Any]], result: dict[str, Any]):
@@ -82,9 +93,9 @@ def steps(app, script: list[dict[str, Any]], result: dict[str, Any]):
             elif what == "press":
                 _touch(*_widget_center(_target(app, step["target"])))
             elif what == "type":
-                app.coord_input.text = str(step["text"])
+                _field_mode(app).coord_input.text = str(step["text"])
             elif what == "position":
-                app.set_position(float(step["lat"]), float(step["lon"]), source="gps")
+                _field_mode(app).set_position(float(step["lat"]), float(step["lon"]), source="gps")
             elif what == "center":
                 if "level" in step:
                     app.mapview.zoom = int(step["level"])
@@ -190,8 +201,6 @@ def run(app, script: list[dict[str, Any]], out: Path, *, start_delay: float = 0.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mobile_app.__main__ import add_arguments
-
     parser = argparse.ArgumentParser(prog="python -m mobile_app.autopilot", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--script", required=True, help="JSON list of steps (or a file holding one)")
@@ -202,12 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if not script_text.lstrip().startswith("["):
         script_text = Path(script_text).read_text()
     script = json.loads(script_text)
-
-    from mobile_app.__main__ import make_app
-
-    app = make_app(args)
-    run(app, script, Path(args.out), timeout=args.timeout)
-    return 0
+    return run_guarded(parser.prog, lambda: run(make_app(args), script, Path(args.out), timeout=args.timeout))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The bundle on the device: what it holds, and the checks that refuse a bundle whose parts do not belong together.
 
-A bundle folder (written by ``sat2sound bundle``, see mobile_app/bundle_build.py)::
+A bundle folder (written by ``sat2sound bundle``: bundle.build on the build side)::
 
     manifest.json              kind, schema version, versions, region, model / gallery / map facts, the views
                                (ground extent + map level per model zoom), tour places, SHA-256 + size of every file
@@ -13,23 +13,26 @@ A device trusts nothing it has not checked: every file's hash (cached by size + 
 so a phone does not re-hash a few hundred MB at every start), the model's embedding space against the gallery's,
 and the map's metadata. Any failure is a BundleError naming the file and what to do.
 
-Device-side: standard library, numpy (via gallery.query) and sqlite3 only.
+Device-side: standard library, contracts, the gallery's read path (gallery.query, numpy) and sqlite3 only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.artifacts import MANIFEST_FILE, ArtifactKind, sha256_file
+from gallery.errors import GalleryError
+from gallery.query import Gallery
 from mobile_app import mercator
 from mobile_app.errors import BundleError
+from mobile_app.mbtiles import MBTiles
 
-MANIFEST = "manifest.json"
-KIND = "sat2sound-bundle"
+MANIFEST = MANIFEST_FILE
+KIND = ArtifactKind.BUNDLE
 SCHEMA_VERSION = 1
 RUNTIMES: tuple[str, ...] = ("onnx", "tflite")
 # Which model file each runtime runs, in order of preference (ORT runs the ORT format and plain ONNX alike).
@@ -87,14 +90,6 @@ class Bundle:
 
 
 # ---------------------------------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class HashCache:
@@ -206,10 +201,6 @@ def _views(manifest: dict[str, Any]) -> dict[int, View]:
 
 def check_consistency(root: Path, manifest: dict[str, Any]) -> list[str]:
     """The parts belong together: model vs gallery embedding space, model manifest copy, map metadata and levels."""
-    from gallery.errors import GalleryError
-    from gallery.query import Gallery
-    from mobile_app.mbtiles import MBTiles
-
     problems = []
     spec = _spec(manifest)
     views = _views(manifest)

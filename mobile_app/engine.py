@@ -21,6 +21,7 @@ from gallery.errors import GalleryError
 from gallery.query import Gallery, Hit
 from mobile_app import place as placemod
 from mobile_app.bundle import Bundle, load_bundle
+from mobile_app.closing import Closing
 from mobile_app.errors import BundleError, PlaceError, PlaybackError
 from mobile_app.mbtiles import MBTiles
 from mobile_app.runtime import Tower, open_tower
@@ -45,7 +46,7 @@ class Answer:
         return self.hits[0]
 
 
-class Soundscape:
+class Soundscape(Closing):
     """A bundle opened for listening. Use ``Soundscape.open``; ``close()`` when done (or a ``with`` block)."""
 
     def __init__(self, bundle: Bundle, mbtiles: MBTiles, gallery: Gallery, tower: Tower, runtime: str,
@@ -84,12 +85,6 @@ class Soundscape:
     def close(self) -> None:
         self.gallery.close()
         self.map.close()
-
-    def __enter__(self) -> Soundscape:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------------------------ facts
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 import sqlite3
-import threading
 import time
+from typing import TYPE_CHECKING
 
 from kivy.core.image import Image as CoreImage
 from kivy.graphics import Color, Ellipse, Line, Rectangle
@@ -19,10 +19,15 @@ from kivy_garden.mapview.downloader import Downloader
 from kivy_garden.mapview.mbtsource import MBTilesMapSource
 
 from mobile_app import mercator
+from mobile_app.errors import BundleError
+
+if TYPE_CHECKING:
+    from mobile_app.mbtiles import MBTiles
 
 
 class BundleMapSource(MBTilesMapSource):
-    """mapview's MBTiles source with three fixes for an offline device.
+    """mapview's MBTiles source, reading its tiles through the app's own reader (mobile_app.mbtiles), with three
+    fixes for an offline device.
 
     - one read-only SQLite connection per loader thread, kept (the stock source opens a new one for every tile);
     - tiles decoded with the extension the file declares (jpg or png) instead of always 'png';
@@ -30,30 +35,13 @@ class BundleMapSource(MBTilesMapSource):
     A tile the file lacks is left empty (the map shows its background colour there) rather than failing.
     """
 
-    def __init__(self, filename: str, *, cache_dir: str, **kwargs):
-        super().__init__(filename, cache_dir=cache_dir, **kwargs)
+    def __init__(self, tiles: MBTiles, *, cache_dir: str, **kwargs):
+        super().__init__(str(tiles.path), cache_dir=cache_dir, **kwargs)
         self.db.close()
         self.db = None
-        self._local = threading.local()
-        fmt = self._metadata_format(filename)
-        self.image_ext = "jpg" if fmt in ("jpg", "jpeg") else "png"
+        self.tiles = tiles
+        self.image_ext = tiles.info.format  # "jpg" or "png": the reader accepts nothing else
         self.bounds = None  # the app outlines the region itself; panning stays free
-
-    @staticmethod
-    def _metadata_format(filename: str) -> str:
-        conn = sqlite3.connect(f"file:{filename}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT value FROM metadata WHERE name = 'format'").fetchone()
-        finally:
-            conn.close()
-        return str(row[0]).lower() if row else "png"
-
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "db", None)
-        if conn is None:
-            conn = sqlite3.connect(f"file:{self.filename}?mode=ro", uri=True, check_same_thread=False)
-            self._local.db = conn
-        return conn
 
     def fill_tile(self, tile):
         if tile.state == "done":
@@ -61,17 +49,15 @@ class BundleMapSource(MBTilesMapSource):
         Downloader.instance(self.cache_dir).submit(self._load_tile, tile)
 
     def _load_tile(self, tile):
-        try:
-            row = self._connection().execute(
-                "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-                (tile.zoom, tile.tile_x, tile.tile_y)).fetchone()
-        except sqlite3.Error:
-            row = None
-        if not row:
+        try:  # mapview counts tile rows as MBTiles stores them (TMS)
+            data = self.tiles.tms_tile_bytes(tile.zoom, tile.tile_x, tile.tile_y)
+        except (BundleError, sqlite3.Error):
+            data = None
+        if not data:
             tile.state = "done"
             return None
         try:
-            im = CoreImage(io.BytesIO(bytes(row[0])), ext=self.image_ext,
+            im = CoreImage(io.BytesIO(data), ext=self.image_ext,
                            filename=f"{tile.zoom}.{tile.tile_x}.{tile.tile_y}.{self.image_ext}")
         except Exception:  # an undecodable tile stays empty instead of killing the loader thread
             tile.state = "done"

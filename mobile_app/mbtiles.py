@@ -8,10 +8,11 @@ An MBTiles file is one SQLite database with two tables (https://github.com/mapbo
                                        minzoom, maxzoom, plus type / version / description / attribution
     tiles (zoom_level, tile_column, tile_row, tile_data)   rows counted from the south (TMS)
 
-kivy_garden.mapview reads it for the map (its MBTilesMapSource crashes without ``center``); the app reads it again to
-cut the model's view of a tapped place: the square of ground a model zoom level sees, stitched from the tiles
-around the place at the level whose pixels match that view, then resized to the model's input size exactly as
-training resized its crops (contracts.image_prep.resize: Pillow bicubic with antialiasing).
+The map widget (mobile_app.mapwidgets, on kivy_garden.mapview's MBTilesMapSource, which crashes without ``center``)
+draws its tiles through this reader; the app also reads it to cut the model's view of a tapped place: the square
+of ground a model zoom level sees, stitched from the tiles around the place at the level whose pixels match that
+view, then resized to the model's input size exactly as training resized its crops (contracts.image_prep.resize:
+Pillow bicubic with antialiasing).
 
 Device-side: sqlite3, numpy, Pillow only.
 """
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mobile_app import mercator
+from mobile_app.closing import Closing
 from mobile_app.errors import BundleError, PlaceError
 
 FORMATS = ("jpg", "png")
@@ -78,7 +80,7 @@ def _parse_metadata(meta: dict[str, str], path: Path) -> MapInfo:
                    maxzoom=maxzoom, metadata=dict(meta))
 
 
-class MBTiles:
+class MBTiles(Closing):
     """A read-only MBTiles file. ``MBTiles(path)`` checks its structure and metadata; tiles are read on demand.
 
     Safe to share between threads: each thread gets its own read-only connection (sqlite3 connections are not).
@@ -118,10 +120,14 @@ class MBTiles:
 
     def tile_bytes(self, level: int, col: int, row_xyz: int) -> bytes | None:
         """Encoded tile at (level, column, XYZ row), or None when the file has no such tile."""
+        return self.tms_tile_bytes(level, col, mercator.tms_row(level, row_xyz))
+
+    def tms_tile_bytes(self, level: int, col: int, row_tms: int) -> bytes | None:
+        """Encoded tile at (level, column, TMS row: the file's own count, which map widgets use), or None."""
         try:
             row = self._conn().execute(
                 "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-                (int(level), int(col), mercator.tms_row(level, row_xyz))).fetchone()
+                (int(level), int(col), int(row_tms))).fetchone()
         except sqlite3.DatabaseError as exc:
             raise BundleError(f"map file {self.path} is damaged ({exc}); rebuild the bundle") from None
         return None if row is None else bytes(row[0])
@@ -166,9 +172,3 @@ class MBTiles:
                 canvas[(r - r0) * t:(r - r0 + 1) * t, (c - c0) * t:(c - c0 + 1) * t] = self.tile_rgb(level, c, r)
         y, x = top - r0 * t, left - c0 * t
         return canvas[y:y + side, x:x + side]
-
-    def __enter__(self) -> MBTiles:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

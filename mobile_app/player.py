@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gallery.clips import sniff_format
 from mobile_app.errors import PlaybackError
 
 EXTENSIONS = {"ogg": ".ogg", "flac": ".flac", "wav": ".wav", "mp3": ".mp3"}
@@ -34,8 +35,6 @@ def check_decodable(data: bytes, fmt: str, name: str = "clip") -> None:
     Uses soundfile when installed; without it only the container signature is checked and the audio stack's own
     load failure is the last line of defence.
     """
-    from gallery.clips import sniff_format
-
     if not data:
         raise PlaybackError(f"{name} is empty")
     if fmt not in EXTENSIONS:

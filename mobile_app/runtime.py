@@ -6,12 +6,35 @@ Device-side: onnxruntime or ai_edge_litert, numpy. Never torch.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
 
 from mobile_app.errors import RuntimeChoiceError
+
+
+def _runtime_module(name: str, missing: str) -> ModuleType:
+    """Import an inference runtime (on first use: they are large, and a device has one or the other); a
+    RuntimeChoiceError saying ``missing`` when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise RuntimeChoiceError(missing) from None
+
+
+@contextmanager
+def _loading(runtime: str, path: Path) -> Iterator[None]:
+    """Whatever ``runtime`` raises while loading ``path`` (each has its own exception types for an unreadable
+    model) becomes one RuntimeChoiceError line naming the file."""
+    try:
+        yield
+    except Exception as exc:
+        raise RuntimeChoiceError(f"{runtime} cannot load {path.name}: {str(exc).splitlines()[0]}") from None
 
 
 class Tower(Protocol):
@@ -26,19 +49,14 @@ class OrtTower:
     name = "onnxruntime"
 
     def __init__(self, path: Path, inputs: tuple[str, ...], output: str = "embedding", threads: int = 2):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise RuntimeChoiceError("onnxruntime is not installed on this device; install it or run with "
-                                     "--runtime tflite") from None
+        ort = _runtime_module(
+            "onnxruntime", "onnxruntime is not installed on this device; install it or run with --runtime tflite")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        try:
+        with _loading("onnxruntime", path):
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for unreadable models
-            raise RuntimeChoiceError(f"onnxruntime cannot load {path.name}: {str(exc).splitlines()[0]}") from None
         have = {i.name for i in self.session.get_inputs()}
         missing = [n for n in inputs if n not in have]
         if missing:
@@ -61,21 +79,17 @@ class LiteRtTower:
     name = "litert"
 
     def __init__(self, path: Path, inputs: tuple[str, ...], output: str = "embedding", threads: int = 2):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise RuntimeChoiceError("LiteRT (ai_edge_litert) is not installed on this device; install "
-                                     "ai-edge-litert or run with --runtime onnx") from None
-        try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
+        litert = _runtime_module("ai_edge_litert.interpreter",
+                                 "LiteRT (ai_edge_litert) is not installed on this device; install ai-edge-litert or "
+                                 "run with --runtime onnx")
+        with _loading("LiteRT", path):
+            self.interpreter = litert.Interpreter(model_path=str(path), num_threads=max(1, int(threads)))
             sigs = self.interpreter.get_signature_list()
             if not sigs:
                 raise ValueError("the model has no signature")
             self.runner = self.interpreter.get_signature_runner(next(iter(sigs)))
             details = self.runner.get_input_details()
             out_names = list(self.runner.get_output_details())
-        except Exception as exc:  # LiteRT raises ValueError/RuntimeError for unreadable models
-            raise RuntimeChoiceError(f"LiteRT cannot load {path.name}: {str(exc).splitlines()[0]}") from None
         self.tower_inputs = tuple(inputs)
         if set(inputs) <= set(details):
             self.names = {n: n for n in inputs}

@@ -11,14 +11,14 @@ import pytest
 import torch
 from data_fixtures import GEOSOUND_SCHEMA, write_geosound, write_shards
 
-from compress.int8 import cpu_int8_quirks
 from compress.quantize import QUANT_FILE, int8_filename
 from compress.student import build_student
 from core.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from core.cli import main
 from core.config import get_preset
 from core.model import build_model
-from export.onnx_int8 import head_nodes
+from export.int8 import cpu_int8_quirks
+from export.onnx_graph import head_nodes
 
 TOWERS = "image,audio"  # the text tower is the full MiniLM whatever the preset: slow to export, left to export tests
 
@@ -183,7 +183,7 @@ def test_parity_loop_keeps_outliers_float_then_falls_back_to_weight_only(setup, 
     """With an unreachable parity target every planned attempt runs: more outlier nodes kept float each time, then
     weight-only; the attempt closest to fp32 is kept and the whole search is recorded."""
     from compress.calibration import calibration_reader
-    from compress.int8 import outlier_ratios, quantize_tower
+    from export.int8 import outlier_ratios, quantize_tower
 
     src = setup["cache"] / load_checkpoint(setup["student"]).fingerprint[:24] / "image.fp32.onnx"
     cfg = get_preset("student-tiny")
@@ -191,8 +191,8 @@ def test_parity_loop_keeps_outliers_float_then_falls_back_to_weight_only(setup, 
     graph = onnx.load(str(src))
     ratios = outlier_ratios(graph, [n.name for n in graph.graph.node if n.op_type == "MatMul"], feeds)
     assert ratios and all(r >= 1.0 for r in ratios.values())  # max/RMS is at least 1
-    info = quantize_tower(src, tmp_path / "image.int8.onnx", "dynamic", parity_feeds=feeds, min_parity=1.01,
-                          max_float_fraction=0.5)
+    info = quantize_tower(src, tmp_path / "image.int8.onnx", "dynamic", tower="image", parity_feeds=feeds,
+                          min_parity=1.01, max_float_fraction=0.5)
     attempts = info["parity"]["attempts"]
     assert [a["scheme"] for a in attempts][-1] == "weight-only" and attempts[0]["kept_float"] == 0
     assert [a["kept_float"] for a in attempts if a["scheme"] == "dynamic"] == sorted(

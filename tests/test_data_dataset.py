@@ -1,5 +1,5 @@
 """The one loader: items and batches from GeoSound shards, SoundingEarth and save_to_disk, zoom choice, training
-randomness, shipped mel features, and every bad input the issue lists."""
+randomness, shipped mel features, and every bad input a dataset folder can hold."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from data_fixtures import write_geosound
 
 from benchmarks.dual_encoder_ceiling import main, place_features, recording_features
 from contracts.errors import DataError
-from world.sounds import SOURCES
+from world.sources import SOURCES
 
 
 def _table(**cols):

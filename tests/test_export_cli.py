@@ -12,11 +12,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from contracts.artifacts import sha256_file
 from core.checkpoint import save_checkpoint
 from core.cli import main
 from core.config import get_preset
 from core.model import build_model
-from export.manifest import sha256_path
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_export_writes_every_file_with_a_matching_manifest(exported, checkpoint)
                            for v in ("fp32", "int8"))
     for e in m["files"]:
         f = exported / e["path"]
-        assert f.is_file() and e["sha256"] == sha256_path(f) and e["bytes"] == f.stat().st_size
+        assert f.is_file() and e["sha256"] == sha256_file(f) and e["bytes"] == f.stat().st_size
         assert e["parity"]["ran"] and e["parity"]["passed"]
         if e["variant"] == "fp32":
             assert e["parity"]["min_cosine"] >= 0.9999
@@ -95,7 +95,7 @@ def test_export_writes_every_file_with_a_matching_manifest(exported, checkpoint)
 
 def test_existing_output_is_refused_and_a_failed_parity_check_writes_nothing(exported, checkpoint, capsys):
     ckpt, _, _ = checkpoint
-    before = sha256_path(exported / "manifest.json")
+    before = sha256_file(exported / "manifest.json")
     code = main(["export", "--ckpt", str(ckpt), "--target", "onnx", "--out", str(exported), "--no-progress"])
     assert code == 2
     assert "already exists" in capsys.readouterr().err
@@ -105,7 +105,7 @@ def test_existing_output_is_refused_and_a_failed_parity_check_writes_nothing(exp
     err = capsys.readouterr().err
     assert code == 2
     assert "parity check failed" in err and "onnx/audio.int8.onnx: mean_cosine 0.99" in err
-    assert sha256_path(exported / "manifest.json") == before
+    assert sha256_file(exported / "manifest.json") == before
     assert _leftovers(exported.parent) == []
 
 
@@ -167,7 +167,7 @@ def test_python_m_export_is_the_same_command():
 
 
 def test_a_quantize_folder_supplies_the_onnx_int8_towers(checkpoint, tmp_path):
-    """compress (issue 5) -> export: the int8 ONNX of `sat2sound quantize` is used as is, checked by sha256."""
+    """compress -> export: the int8 ONNX of `sat2sound quantize` is used as is, checked by sha256."""
     from compress.quantize import quantize_model
     from contracts.errors import CheckpointError
     from export.exporter import export_model
@@ -175,11 +175,14 @@ def test_a_quantize_folder_supplies_the_onnx_int8_towers(checkpoint, tmp_path):
     ckpt, fp, _ = checkpoint
     qdir = tmp_path / "int8"
     quantize_model(ckpt, qdir, scheme="dynamic", max_drop=None, towers=("image", "audio"), progress=False)
-    m = export_model(qdir, tmp_path / "out", "onnx", towers="audio", progress=False)
+    result = export_model(qdir, tmp_path / "out", "onnx", towers="audio", progress=False)
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert result.out == tmp_path / "out" and result.manifest == m and result.files == m["files"]
+    assert result.targets == ("onnx",) and result.towers == ("audio",)
     assert m["source"]["kind"] == "sat2sound-int8" and m["source"]["fingerprint"] == fp
     assert "quantize folder" in m["quantization"]["onnx_int8_source"]
     entry = next(e for e in m["files"] if e["variant"] == "int8")
-    assert entry["sha256"] == sha256_path(qdir / "audio.int8.onnx")
+    assert entry["sha256"] == sha256_file(qdir / "audio.int8.onnx")
     assert entry["parity"]["passed"]
     (qdir / "audio.int8.onnx").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="sha256"):

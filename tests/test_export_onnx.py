@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from core.data.logmel_numpy import log_mel_numpy
+from export.int8 import quantize_tower
 from export.manifest import copy_tokenizer
-from export.onnx_export import export_onnx, onnx_session, run_onnx
-from export.onnx_int8 import head_nodes, quantize_onnx_int8
+from export.onnx_export import export_onnx, run_onnx
+from export.onnx_graph import head_nodes
+from export.ort_session import onnx_session
 from export.parity import cosine_rows
 from export.towers import IMAGE_INPUTS, build_tower, example_inputs
 
@@ -59,7 +61,7 @@ def test_metadata_changes_the_onnx_embedding_like_pytorch(tiny, image_onnx):
 def test_int8_quantizes_the_backbone_and_keeps_the_codebook_head_float(tiny, image_onnx):
     model, cfg = tiny
     dst = image_onnx.with_name("image.int8.onnx")
-    info = quantize_onnx_int8(image_onnx, dst, tower="image")
+    info = quantize_tower(image_onnx, dst, "dynamic", tower="image")
     src_model = onnx.load(str(image_onnx))
     head = set(head_nodes(src_model))
     head_matmuls = {n.name for n in src_model.graph.node if n.name in head and n.op_type == "MatMul"}
@@ -107,9 +109,9 @@ def test_text_tower_runs_minilm_and_the_head_in_one_graph(tiny, tmp_path):
         cached = model.encode_text(texts).embedding.numpy()  # the training path: fp16-cached states
     assert cosine_rows(got, ref).min() >= 0.9999
     assert cosine_rows(got, cached).min() >= 0.99
-    # int8: the embedding tables (most of the bytes) as int8, matmuls float (MiniLM outliers; see onnx_int8.py)
+    # int8: the embedding tables (most of the bytes) as int8, matmuls float (MiniLM outliers; see export/int8.py)
     dst = tmp_path / "text.int8.onnx"
-    info = quantize_onnx_int8(path, dst, tower="text")
+    info = quantize_tower(path, dst, "dynamic", tower="text")
     assert info["quantized_embedding_tables"] >= 1
     assert dst.stat().st_size < 0.75 * path.stat().st_size
     assert cosine_rows(run_onnx(dst, feed), ref).mean() >= 0.99

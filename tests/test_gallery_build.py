@@ -223,7 +223,7 @@ def test_cli_build_query_info(tmp_path, ckpt, clip_csv, capsys):
 
 
 def test_procedural_build_is_deterministic_and_worker_count_free(tmp_path, embedder):
-    from world.sounds import sources_in_text
+    from world.sources import sources_in_text
 
     caps = tmp_path / "caps.txt"
     caps.write_text("\n".join([*CAPTIONS[:5], "a quiet empty place", "birds chirping in a quiet forest"]) + "\n")
@@ -250,7 +250,7 @@ def test_procedural_build_is_deterministic_and_worker_count_free(tmp_path, embed
 
 def test_gallery_from_the_embedded_world(tmp_path, embedder, tiny_world):
     """The default path: the world dataset's LLaVA-style captions of all zooms, rendered procedurally."""
-    from world.sounds import sources_in_text
+    from world.sources import sources_in_text
 
     records = read_captions(tiny_world, splits=("test",))
     assert records and all(p["split"] == "test" for r in records for p in r.provenance)

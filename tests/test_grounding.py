@@ -56,7 +56,7 @@ def test_patch_relevance_and_scoring_by_hand():
     assert s["pointing_hit"] and s["auc"] == 1.0 and s["chance"] == 0.25
     s = score_tile(np.array([[0.0, 1.0], [0.0, 2.0]]), rel)
     assert not s["pointing_hit"]
-    from world.tiles import CLASS_INDEX
+    from world.cover_classes import CLASS_INDEX
 
     assert CLASS_INDEX["forest"] in relevant_classes(["birdsong"])
 

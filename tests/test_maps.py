@@ -95,7 +95,7 @@ def test_undecodable_query_audio_is_a_clear_error(ckpt, tmp_path):
     bad.write_bytes(b"RIFF not really a wave file")
     with pytest.raises(DataError, match="noise.wav"):
         audio_vector(load_checkpoint(ckpt), bad)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(DataError, match="query audio file not found.*missing.ogg"):
         audio_vector(load_checkpoint(ckpt), tmp_path / "missing.ogg")
 
 
@@ -103,7 +103,7 @@ def test_auc_and_truth_scoring_by_hand():
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
     assert roc_auc(np.array([1.0, 1.0]), np.array([1, 0])) == pytest.approx(0.5)
     assert np.isnan(roc_auc(np.array([1.0, 2.0]), np.array([1, 1])))
-    from world.tiles import CLASS_INDEX, FINE_CLASSES
+    from world.cover_classes import CLASS_INDEX, FINE_CLASSES
 
     fr = np.zeros((3, len(FINE_CLASSES)), np.float32)
     fr[0, CLASS_INDEX["crop"]] = 1.0

@@ -5,10 +5,12 @@ map and gallery), its caption shows, and every bad input ends in a clear message
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import math
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 import test_bundle_build
 from PIL import Image
+from test_bundle_build import rehash
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 def demo(request, tmp_path_factory) -> dict[str, Path]:
     """The demo bundle test_bundle_build.py builds (once per source change; reused from pytest's cache)."""
     return test_bundle_build.demo_folders(request, tmp_path_factory)
+
+
 CLOCK = "2026-06-21T07:30"  # the app's device clock in these tests: June, 7 h
 STYLES = ["yfcc", "inaturalist", "aporee", "freesound"]  # audio-source indices of the paper's metadata encoding
 PLACE = (47.6655, 9.1745)  # lat, lon inside TEST_REGION (west half)
@@ -109,17 +114,6 @@ def caption_of(bundle: Path, item_id: str) -> str:
     caption = conn.execute("SELECT caption FROM items WHERE id = ?", (item_id,)).fetchone()[0]
     conn.close()
     return caption
-
-
-def rehash(bundle: Path) -> None:
-    from mobile_app.bundle import sha256_file
-
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
-    for rel in manifest["files"]:
-        f = bundle / rel
-        manifest["files"][rel] = {"sha256": sha256_file(f), "bytes": f.stat().st_size}
-    path.write_text(json.dumps(manifest, indent=2))
 
 
 # ------------------------------------------------------------------------------------------------- tests
@@ -244,8 +238,6 @@ def test_tap_plays_the_top_hit_and_shows_its_caption(demo, tmp_path):
 def damaged(demo, tmp_path_factory) -> dict:
     """A bundle whose hashes all match but whose map lacks the tile under one place and whose gallery holds an
     undecodable clip (the top hit of the first tour place): faults only use can reveal."""
-    import shutil
-
     src = demo["bundle"]
     bundle = tmp_path_factory.mktemp("damaged") / "bundle"
     shutil.copytree(src, bundle)
@@ -271,8 +263,6 @@ def damaged(demo, tmp_path_factory) -> dict:
     conn.close()
     top = expected_ids(bundle, good[0], good[1], 1, "aporee")
     garbage = b"OggS" + bytes(range(256)) * 8  # an Ogg signature, then nothing a decoder can use
-    import hashlib
-
     conn = sqlite3.connect(bundle / "gallery" / "gallery.db")
     conn.execute("UPDATE clips SET bytes = ?, sha256 = ? WHERE item_id = ?",
                  (garbage, hashlib.sha256(garbage).hexdigest(), top[0]))
@@ -304,29 +294,13 @@ def test_bad_places_and_a_bad_clip_give_messages_not_crashes(damaged, tmp_path):
     assert bad["caption_shown"] == caption_of(d["bundle"], top[1])
 
 
-def _swap_gallery(bundle: Path, tmp: Path) -> None:
-    """Replace the gallery by one embedded with another model (same captions) and make every hash match."""
-    import shutil
+other_gallery = test_bundle_build.other_gallery  # fixture: a gallery embedded by another (also real) model
 
-    import torch
 
-    from core.checkpoint import save_checkpoint
-    from core.config import get_preset
-    from core.model import build_model
-    from gallery.build import build_gallery
-    from gallery.captions import read_captions
-    from gallery.embedder import TeacherEmbedder
-    from gallery.renderers import ProceduralRenderer
-
-    torch.manual_seed(7)
-    cfg = get_preset("tiny")
-    save_checkpoint(build_model(cfg).eval(), cfg, tmp / "ckpt2")
-    (tmp / "caps.txt").write_text("birds in a forest\nwaves on a beach\n")
-    emb = TeacherEmbedder(tmp / "ckpt2", threads=1)
-    build_gallery(read_captions(tmp / "caps.txt"), tmp / "g2", emb,
-                  ProceduralRenderer(seconds=1.0, sample_rate=emb.sample_rate), progress=False)
+def _swap_gallery(bundle: Path, gallery: Path) -> None:
+    """Replace the bundle's gallery by ``gallery`` (embedded by another model) and make every hash match."""
     shutil.rmtree(bundle / "gallery")
-    shutil.copytree(tmp / "g2", bundle / "gallery")
+    shutil.copytree(gallery, bundle / "gallery")
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("gallery/")}
     for f in (bundle / "gallery").iterdir():
@@ -340,9 +314,7 @@ def _swap_gallery(bundle: Path, tmp: Path) -> None:
     ("missing", "file model/"),
     ("fingerprint", "model/gallery fingerprint mismatch"),
 ])
-def test_broken_bundles_show_a_clear_message(demo, tmp_path, fault, message):
-    import shutil
-
+def test_broken_bundles_show_a_clear_message(demo, tmp_path, request, fault, message):
     bundle = tmp_path / "bundle"
     shutil.copytree(demo["bundle"], bundle)
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -354,7 +326,7 @@ def test_broken_bundles_show_a_clear_message(demo, tmp_path, fault, message):
     elif fault == "missing":
         model_file.unlink()
     else:
-        _swap_gallery(bundle, tmp_path)
+        _swap_gallery(bundle, request.getfixturevalue("other_gallery"))
     steps = [{"do": "screenshot", "path": str(tmp_path / "error.png")}] if fault == "hash" else []
     r = run_app(bundle, steps, tmp_path)
     start = r["snapshots"]["start"]

@@ -1,4 +1,4 @@
-"""The LiteRT runtime (``--runtime tflite``): a bundle carrying the export helper's int8 TFLite tower next to the
+"""The LiteRT runtime (``--runtime tflite``): a bundle carrying the exporter's int8 TFLite tower next to the
 ORT one; the app on LiteRT plays the top hit computed here with the LiteRT interpreter directly, and both runtimes
 see the place the same way. Slow (the TFLite conversion takes tens of seconds), so it has its own file."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_bundle_build
-from test_mobile_app import CLOCK, PLACE, caption_of, rehash, run_app
+from test_bundle_build import rehash
+from test_mobile_app import CLOCK, PLACE, caption_of, run_app
 
 from bundle.build import build_bundle
 from bundle.demo import TEST_REGION, _export_direct

@@ -27,7 +27,7 @@ def test_stage_copies_the_device_set_and_an_entry_point(tmp_path):
     out = stage(tmp_path / "src")
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert files == set(DEVICE_MODULES) | {"main.py"}
-    assert not any(f.startswith(("export/", "compress/", "core/model", "core/world")) for f in files)
+    assert not any(f.startswith(("export/", "compress/", "core/", "world/", "bundle/")) for f in files)
     ast.parse((out / "main.py").read_text())
     assert (out / "mobile_app" / "app.py").read_bytes() == (REPO / "mobile_app" / "app.py").read_bytes()
     with pytest.raises(SystemExit, match="broken bundle"):

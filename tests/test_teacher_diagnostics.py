@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.teacher_diagnostics import clean_captions, diagnose, fresh_image_captions, main
 from contracts.errors import ConfigError, DataError
-from world.oracle import caption_sources
+from world.caption_reading import caption_sources
 
 
 def test_clean_captions_name_exactly_the_recorded_sources():
@@ -54,8 +54,9 @@ def test_diagnostics_on_a_saved_checkpoint(tmp_path, tiny, tiny_world, capsys):
 def test_fresh_captions_come_from_the_stored_captions_generator(tiny_world):
     """Fresh draws name only sources the crop's generator inputs allow (weight >= 0.2, as image_caption lists), the
     stored caption does too (the same inputs as the build), and the draws vary in wording."""
-    from world.oracle import _world_params, caption_generator_inputs
+    from world.caption_oracle import caption_generator_inputs
     from world.shards import read_split
+    from world.shards import world_params as _world_params
 
     cols = read_split(tiny_world, "train", columns=["latitude", "longitude", "llava_caption_bingmap_zl5"]).to_pydict()
     places = list(zip(cols["latitude"], cols["longitude"]))[:6]

@@ -10,17 +10,12 @@ import torch
 
 from contracts.errors import CheckpointError, ConfigError
 from core.config import get_preset, set_values
+from core.config_overrides import config_differences, override_config
 from core.epoch_loop import epoch_order, run_epochs
+from core.optim import lr_at, make_optimizer, no_decay
+from core.run_log import JsonlLog
 from core.run_state import flatten_optimizer, has_run_state, load_run_state, save_run_state, unflatten_optimizer
-from core.train import (
-    JsonlLog,
-    config_differences,
-    is_better,
-    lr_at,
-    make_optimizer,
-    no_decay,
-    override_config,
-)
+from core.trainer import SELECTION
 
 
 def test_lr_schedule_warmup_then_cosine_with_restarts():
@@ -215,6 +210,7 @@ def test_jsonl_log_is_truncated_to_the_resumed_step(tmp_path):
 
 
 def test_best_checkpoint_selection_rule():
+    is_better = SELECTION.is_better
     assert is_better({"i2a_r10": 0.1, "i2a_mr": 9.0}, None)
     best = {"metric": 0.2, "val": {"i2a_r10": 0.2, "i2a_mr": 5.0}}
     assert is_better({"i2a_r10": 0.3, "i2a_mr": 50.0}, best)  # R@10% first

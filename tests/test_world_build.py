@@ -17,11 +17,12 @@ from PIL import Image
 from contracts.errors import ConfigError, DataError
 from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS
 from world.build import build_world, make_sample, world_is_complete
+from world.caption_reading import caption_sources
+from world.cover_classes import FINE_CLASSES
 from world.locations import cell_of
-from world.oracle import caption_oracle_r10, caption_sources, oracle_r10, oracle_scores
+from world.oracle import caption_oracle_r10, oracle_r10, oracle_scores
 from world.shards import read_split, read_world_json, shard_paths
-from world.sounds import SOURCES
-from world.tiles import FINE_CLASSES
+from world.sources import SOURCES
 
 COLUMNS = ["sample_id", "source", "audio", "bingmap_image", "audio_caption", "audio_caption_source",
            "llava_caption_bingmap_zl1", "llava_caption_bingmap_zl3", "llava_caption_bingmap_zl5", "latitude",

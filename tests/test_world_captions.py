@@ -7,9 +7,9 @@ import pytest
 
 from contracts.errors import DataError
 from world.captions import audio_caption, image_caption, metadata_fields, scene_phrase
+from world.cover_classes import FINE_CLASSES
 from world.places import plausible_set, plausible_sources
-from world.sounds import SOURCES, sources_in_text
-from world.tiles import FINE_CLASSES
+from world.sources import SOURCES, sources_in_text
 
 
 def _cover(**parts: float) -> np.ndarray:

@@ -8,27 +8,23 @@ import numpy as np
 import pytest
 
 from contracts.errors import ConfigError
-from world.captions import image_caption
-from world.oracle import (
-    _OrderedPicks,
+from world.audio_oracle import (
+    OrderedPicks,
     audio_resampling_oracle,
-    caption_generator_inputs,
-    caption_resampling_oracle,
-    caption_scene,
-    caption_signature,
-    caption_sources,
-    draw_recording,
     full_tile_fractions,
     month_hour,
     place_mixture,
     recording_distribution,
     recording_signature,
-    signature_likelihoods,
 )
-from world.places import plausible_set, plausible_sources, sample_recording
+from world.caption_oracle import caption_generator_inputs, caption_resampling_oracle
+from world.caption_reading import caption_scene, caption_signature, caption_sources
+from world.captions import image_caption
+from world.cover_classes import FINE_CLASSES
+from world.places import draw_recording, plausible_set, plausible_sources, sample_recording
+from world.ranking import signature_likelihoods
 from world.shards import read_split
-from world.sounds import SOURCES
-from world.tiles import FINE_CLASSES
+from world.sources import SOURCES
 
 
 def test_scene_words_are_read_back():
@@ -101,9 +97,9 @@ def test_recordings_are_replayed_exactly(tiny_world, tiny_cfg):
         np.testing.assert_allclose(full, cols["gt_cover_fractions"][r], atol=1e-6)
         # make_sample's rng: the first recording drawn with it is the stored one, platform, month and hour included
         got = draw_recording(full, cols["latitude"][r], np.random.default_rng([w.seed, index, 1]))
-        assert (got["source"], got["month"], got["hour"]) == (cols["source"][r], *month_hour(cols["date"][r]))
-        assert got["present"] == cols["gt_present"][r]
-        np.testing.assert_allclose(got["levels"], cols["gt_levels_db"][r])
+        assert (got.source, got.month, got.hour) == (cols["source"][r], *month_hour(cols["date"][r]))
+        assert got.present == cols["gt_present"][r]
+        np.testing.assert_allclose(got.levels, cols["gt_levels_db"][r])
 
 
 def test_recording_signatures():
@@ -121,7 +117,7 @@ def test_exact_recording_likelihoods_match_the_generator():
     assert q.sum() == pytest.approx(1.0) and sizes.sum() == pytest.approx(1.0)
     rng = np.random.default_rng(0)
     draws = [sample_recording(weights, "aporee", rng)[0] for _ in range(4000)]
-    picks = _OrderedPicks(draws)
+    picks = OrderedPicks(draws)
     mixture = [(1.0, weights, "aporee")]
     rows = picks.probabilities(mixture)
     # every order of every drawn set gets its successive-sampling probability; the drawn orders hold nearly all mass

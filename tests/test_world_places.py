@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from contracts.errors import DataError
+from world.cover_classes import FINE_CLASSES
 from world.places import (
     choose_audio_source,
     plausible_set,
@@ -13,7 +14,6 @@ from world.places import (
     sample_recording,
     season,
 )
-from world.tiles import FINE_CLASSES
 
 
 def cover(**parts: float) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from contracts.errors import DataError
-from world.sounds import SOURCE_PHRASES, SOURCES, render_scene, sources_in_text, synthesize
+from world.sounds import render_scene, synthesize
+from world.sources import SOURCE_PHRASES, SOURCES, sources_in_text
 
 SR = 8000
 SECONDS = 2.0

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from contracts.errors import ConfigError, DataError
-from world.sounds import SOURCES
-from world.tiles import CLASS_INDEX, CLASS_SOURCES, CLASS_WORDS, FINE_CLASSES, crop_box, render_tile
+from world.cover_classes import CLASS_INDEX, CLASS_SOURCES, CLASS_WORDS, FINE_CLASSES, crop_box
+from world.sources import SOURCES
+from world.tiles import render_tile
 
 LONDON = (51.5, -0.12)
 IOWA = (42.0, -93.5)

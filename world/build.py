@@ -8,8 +8,8 @@ already holds a complete world built with the same settings is returned as is.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
@@ -18,26 +18,19 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from contracts.artifacts import sha256_file
 from contracts.errors import ConfigError, DataError
 from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS, ZOOM_CROP_FRACTION
-from world import landcover
+from world import landcover, real_audio
 from world.captions import audio_caption, image_caption, metadata_fields, place_word
-from world.config import WorldConfig
+from world.cover_classes import FINE_CLASSES
 from world.encoding import audio_bytes, jpeg_bytes
 from world.locations import assign_splits, sample_location
-from world.places import (
-    choose_audio_source,
-    plausible_set,
-    plausible_sources,
-    rain_probability,
-    recording_hour,
-    recording_month,
-    sample_recording,
-)
+from world.places import draw_recording, plausible_set, plausible_sources
 from world.shards import (
     SCHEMA,
     WORLD_JSON,
@@ -48,8 +41,12 @@ from world.shards import (
     shard_paths,
     write_shard,
 )
-from world.sounds import SOURCES, render_scene
-from world.tiles import FINE_CLASSES, render_tile
+from world.sounds import render_scene
+from world.sources import SOURCES
+from world.tiles import render_tile
+
+if TYPE_CHECKING:
+    from world.config import WorldConfig
 
 
 class _AudioRate(Protocol):
@@ -58,7 +55,7 @@ class _AudioRate(Protocol):
 
 
 class BuildConfig(Protocol):
-    """What a world build reads of a preset (``core.config.BuildConfig`` is one): the world's settings, the
+    """What a world build reads of a preset (``core.config.Sat2SoundConfig`` is one): the world's settings, the
     audio rate and clip length its recordings are written at, and the whole config to record in world.json."""
 
     world: WorldConfig
@@ -66,6 +63,8 @@ class BuildConfig(Protocol):
 
     def to_dict(self) -> dict: ...
 
+
+logger = logging.getLogger(__name__)
 GENERATOR = "world/1"
 _CAPTION_STYLE_P: dict[str, tuple[float, float, float]] = {  # metadata, qwen, pengi
     "yfcc": (0.3, 0.35, 0.35),
@@ -84,6 +83,7 @@ class _Context:
     seconds: float
     audio_format: str
     jpeg_quality: int
+    real_sources: bool = False
 
 
 def _sample_id(seed: int, index: int) -> str:
@@ -97,13 +97,10 @@ def make_sample(ctx: _Context, index: int, lat: float, lon: float, region: str) 
     tile = render_tile(lat, lon, ctx.tile_px, ctx.ground_m, ctx.seed)
     zoom_fracs = {z: tile.fractions(f) for z, f in ZOOM_CROP_FRACTION["bingmap"].items()}
     full = zoom_fracs[5]
-    src = choose_audio_source(full, rng)
-    month = recording_month(src, lat, rng)
-    hour = recording_hour(src, rng)
-    raining = bool(rng.random() < rain_probability(full, month, lat))
-    weights = plausible_sources(full, hour, month, lat, raining=raining)
-    present, levels = sample_recording(weights, src, rng)
-    wave = render_scene(present, ctx.seconds, ctx.sample_rate, rng, levels)
+    rec = draw_recording(full, lat, rng)
+    src, month, hour, present, levels = rec.source, rec.month, rec.hour, rec.present, rec.levels
+    wave = render_scene(present, ctx.seconds, ctx.sample_rate, rng, levels,
+                        real=real_audio.installed() if ctx.real_sources else None)
     style = CAPTION_SOURCES[int(rng.choice(3, p=_CAPTION_STYLE_P[src]))]
     place = place_word(full, rng)
     meta = metadata_fields(present, rng, hour=hour, month=month, place=place, audio_source=src)
@@ -133,7 +130,7 @@ def make_sample(ctx: _Context, index: int, lat: float, lon: float, region: str) 
         "title": meta["title"],
         "gt_present": present,
         "gt_levels_db": [float(v) for v in levels],
-        "gt_plausible": plausible_set(weights),
+        "gt_plausible": plausible_set(rec.weights),
         "gt_plausible_zl1": plausible_set(zoom_weights[1]),
         "gt_plausible_zl3": plausible_set(zoom_weights[3]),
         "gt_plausible_zl5": plausible_set(zoom_weights[5]),
@@ -170,6 +167,8 @@ def _build_key(cfg: BuildConfig, seed: int, n_samples: int) -> dict:
         "tile_ground_m": w.tile_ground_m, "cell_deg": w.cell_deg, "split_fractions": list(w.split_fractions),
         "shard_size": w.shard_size, "audio_format": w.audio_format, "jpeg_quality": w.jpeg_quality,
         "sample_rate": cfg.audio.sample_rate, "clip_seconds": cfg.audio.clip_seconds,
+        # a synthetic world keeps the key it always had; a real-audio one names the clips it was made from
+        **({"real_audio": real_audio.installed().record()} if w.audio == "real" else {}),
     }
 
 
@@ -203,6 +202,15 @@ def plan_locations(n_samples: int, seed: int, pool=None) -> list[tuple[float, fl
     return pool.map(_location, jobs, chunksize=64)
 
 
+def _say_what_is_real(real: real_audio.RealSources) -> None:
+    if real.missing_packages:
+        logger.warning("real recordings: %s not installed (apt-get install %s); the sources only they hold are "
+                       "synthesised", ", ".join(real.missing_packages), " ".join(real.missing_packages))
+    synthetic = [s for s in SOURCES if not real.has(s)]
+    logger.info("real recordings play %d of %d sources (%s); synthesised: %s", len(real.sources), len(SOURCES),
+                ", ".join(real.sources) or "none", ", ".join(synthetic) or "none")
+
+
 def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_samples: int | None = None,
                 workers: int = 2, progress: bool = True) -> Path:
     """Write the world dataset for ``cfg`` into ``out_dir`` (GeoSound layout) and return the folder."""
@@ -216,6 +224,11 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
         raise ConfigError(f"world.shard_size must be at least 1, got {cfg.world.shard_size}")
     if cfg.world.audio_format not in ("ogg", "flac", "wav"):
         raise ConfigError(f"world.audio_format must be ogg, flac or wav, got {cfg.world.audio_format!r}")
+    if cfg.world.audio not in ("synthetic", "real"):
+        raise ConfigError(f"world.audio must be synthetic or real, got {cfg.world.audio!r}")
+    if cfg.world.audio == "real":
+        _say_what_is_real(real_audio.installed())
+        real_audio.installed().decode_all(cfg.audio.sample_rate)  # once, before forking: workers share it
     n = int(n)
     out_dir = Path(out_dir)
     key = _build_key(cfg, seed, n)
@@ -234,7 +247,8 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
     landcover.raster()  # load once before forking: workers share it
     ctx = _Context(seed=seed, tile_px=cfg.world.tile_px, ground_m=cfg.world.tile_ground_m,
                    sample_rate=cfg.audio.sample_rate, seconds=cfg.audio.clip_seconds,
-                   audio_format=cfg.world.audio_format, jpeg_quality=cfg.world.jpeg_quality)
+                   audio_format=cfg.world.audio_format, jpeg_quality=cfg.world.jpeg_quality,
+                   real_sources=cfg.world.audio == "real")
     tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
     pool = None
     try:
@@ -258,7 +272,7 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
             "n_samples": n,
             "config": cfg.to_dict(),
             "counts": {s: len(by_split[s]) for s in SPLITS},
-            "shards": {p.name: _sha256(p) for p in paths},
+            "shards": {p.name: sha256_file(p) for p in paths},
             "fingerprint": fingerprint(paths),
             "columns": [f.name for f in SCHEMA],
             "sources": list(SOURCES),
@@ -295,10 +309,6 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
             pool.terminate()
             pool.join()
     return out_dir
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_all(ctx: _Context, jobs: list[tuple[int, float, float, str]], by_split: dict[str, list[int]],

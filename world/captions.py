@@ -4,7 +4,7 @@ Audio captions come in three voices: human metadata (tags or a title, short), Pe
 passes by") and Qwen-Audio (a longer fluent sentence). Image captions imitate LLaVA-1.5 answering "What types of
 sounds can we expect to hear from the location captured by this aerial view image? Describe in up to two
 sentences." and list what the crop at that zoom could make one expect. Templates and synonyms vary the wording;
-every phrase names its sources with words that world.sounds.sources_in_text recognises, so a caption can be
+every phrase names its sources with words that world.sources.sources_in_text recognises, so a caption can be
 turned back into the sources it names.
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 
 from contracts.errors import DataError
 from contracts.schema import CAPTION_SOURCES
-from world.sounds import SOURCE_PHRASES, SOURCES, check_source
-from world.tiles import CLASS_WORDS, FINE_CLASSES
+from world.cover_classes import CLASS_WORDS, FINE_CLASSES
+from world.sources import SOURCE_PHRASES, SOURCES, check_source
 
 # Pengi-style event clauses: short, present progressive or simple present.
 _PENGI: dict[str, list[str]] = {

@@ -20,3 +20,6 @@ class WorldConfig:
     shard_size: int = 1000  # samples per Parquet shard
     audio_format: Literal["ogg", "flac", "wav"] = "ogg"
     jpeg_quality: int = 90
+    # "real": each source is an excerpt of a real recording where one is installed (world.real_audio), else the
+    # synthesiser; "synthetic": every source is synthesised
+    audio: Literal["synthetic", "real"] = "synthetic"

@@ -15,8 +15,8 @@ import numpy as np
 
 from contracts.errors import DataError
 from contracts.schema import ZOOM_CROP_FRACTION
+from world.cover_classes import crop_box
 from world.shards import read_split, shard_paths
-from world.tiles import crop_box
 
 _COLUMNS = ["sample_id", "source", "audio", "bingmap_image", "audio_caption", "audio_caption_source",
             "llava_caption_bingmap_zl1", "llava_caption_bingmap_zl5", "latitude", "longitude", "date", "gt_present",

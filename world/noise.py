@@ -47,6 +47,11 @@ def hash_unit(ix: np.ndarray, iy: np.ndarray, key: int) -> np.ndarray:
     return unit(hash2(ix, iy, key))
 
 
+def mix_bits(h: np.ndarray) -> np.ndarray:
+    """A second, cheap uint64 hash of ``h`` (multiply and xor-shift) for one more independent value per point."""
+    return (h * np.uint64(0x9E3779B97F4A7C15)) ^ (h >> np.uint64(29))
+
+
 def _smooth(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 

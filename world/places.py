@@ -10,13 +10,14 @@ and traffic; freesound: anything, single events). That one-to-many gap is what m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from contracts.errors import DataError
 from contracts.schema import AUDIO_SOURCES
-from world.sounds import SOURCES
-from world.tiles import CLASS_SOURCES, FINE_CLASSES
+from world.cover_classes import CLASS_SOURCES, FINE_CLASSES
+from world.sources import SOURCES
 
 PLAUSIBLE_THRESHOLD = 0.3
 
@@ -234,3 +235,45 @@ def recording_month(audio_source: str, lat: float, rng: np.random.Generator) -> 
     if audio_source == "inaturalist":
         weights = np.array([1.5 if season(m, lat) in ("spring", "summer") else 0.6 for m in months])
     return int(rng.choice(months, p=weights / weights.sum()))
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording at a place as the generator draws it: platform, month, hour, rain, the plausible source
+    weights those imply, and the sources the clip holds (loudest first) with their levels in dB."""
+
+    source: str
+    month: int
+    hour: int
+    raining: bool
+    weights: dict[str, float]
+    present: list[str]
+    levels: list[float]
+
+
+def draw_recording(full: np.ndarray, lat: float, rng: np.random.Generator, source: str | None = None,
+                   month: int | None = None, hour: int | None = None, cache: dict | None = None) -> Recording:
+    """One recording at a place with full-tile cover fractions ``full``: platform, month, hour (each drawn only
+    when not given), rain with its probability, then the sources and levels. With none given and
+    rng = default_rng([seed, sample index, 1]) it is the recording world.build.make_sample stores.
+    ``cache`` (one dict per place) keeps the plausible source weights per (hour, season, rain)."""
+    source = choose_audio_source(full, rng) if source is None else source
+    month = recording_month(source, lat, rng) if month is None else int(month)
+    hour = recording_hour(source, rng) if hour is None else int(hour)
+    raining = bool(rng.random() < rain_probability(full, month, lat))
+    weights = recording_weights(full, lat, hour, month, raining, cache)
+    present, levels = sample_recording(weights, source, rng)
+    return Recording(source=source, month=month, hour=hour, raining=raining, weights=weights, present=present,
+                     levels=levels)
+
+
+def recording_weights(full: np.ndarray, lat: float, hour: int, month: int, raining: bool, cache: dict | None = None
+                      ) -> dict[str, float]:
+    """plausible_sources of the full tile at that hour, month and rain, memoised in ``cache`` when given."""
+    key = (hour, season(month, lat), raining)  # the weights see the month only through the season
+    weights = None if cache is None else cache.get(key)
+    if weights is None:
+        weights = plausible_sources(full, hour, month, lat, raining=raining)
+        if cache is not None:
+            cache[key] = weights
+    return weights

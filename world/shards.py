@@ -10,15 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contracts.artifacts import WORLD_FILE, ArtifactKind
 from contracts.errors import DataError
 from contracts.schema import normalise_split
 
-WORLD_JSON = "world.json"
-WORLD_KIND = "sat2sound-world"
+if TYPE_CHECKING:
+    from world.config import WorldConfig
+
+WORLD_JSON = WORLD_FILE
+WORLD_KIND = ArtifactKind.WORLD
 WORLD_VERSION = 1
 
 _MEDIA = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
@@ -88,6 +93,18 @@ def read_world_json(dataset_dir: Path) -> dict:
     if meta.get("kind") != WORLD_KIND:
         raise DataError(f"world.json is not a {WORLD_KIND} description", path=path)
     return meta
+
+
+def world_params(dataset_dir: Path, world_cfg: WorldConfig | None = None) -> tuple[int, int, float]:
+    """(seed, tile_px, tile_ground_m) of a world: from ``world_cfg`` when given, else from the folder's world.json."""
+    if world_cfg is not None:
+        return int(world_cfg.seed), int(world_cfg.tile_px), float(world_cfg.tile_ground_m)
+    key = read_world_json(Path(dataset_dir)).get("build_key", {})
+    try:
+        return int(key["seed"]), int(key["tile_px"]), float(key["tile_ground_m"])
+    except KeyError as exc:
+        raise DataError(f"world.json's build_key lacks {exc}; pass the WorldConfig the world was built with",
+                        field="build_key") from None
 
 
 def read_split(dataset_dir: Path, split: str, columns: list[str] | None = None) -> pa.Table:

@@ -1,6 +1,6 @@
 """``sat2sound data``: build the embedded world, draw its contact sheet, measure its oracle reference.
 
-    sat2sound data build --preset default --out DIR [--seed S] [--n-samples N] [--workers W]
+    sat2sound data build --preset default --out DIR [--audio real|synthetic] [--seed S] [--n-samples N] [--workers W]
     sat2sound data sheet DIR --out PNG [--n 24] [--split test]
     sat2sound data oracle DIR [--split test] [--json] [--resample K] [--resample-audio K]
     sat2sound data check DIR [--split test] [--media] [--preset default]
@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="build the embedded world dataset (GeoSound layout)")
     b.add_argument("--out", required=True, type=Path, help="output folder")
     b.add_argument("--seed", type=int, default=None, help="world seed (default: the preset's)")
+    b.add_argument("--audio", choices=("real", "synthetic"), default=None,
+                   help="real: sources are excerpts of real recordings where installed (megaglest-data, "
+                        "openttd-opensfx), the rest synthesised; synthetic: all synthesised (default: the preset's)")
     b.add_argument("--n-samples", type=int, default=None, help="number of samples (default: the preset's)")
     b.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     add_shared(b, "preset", "no-progress")
@@ -34,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("dataset", type=Path)
     o.add_argument("--split", default="test")
     o.add_argument("--json", action="store_true", help="print the full report as JSON")
+    add_shared(o, "no-progress")
     o.add_argument("--resample", type=int, default=0, metavar="K",
                    help="also run the image->caption resampling oracle with K caption draws per image (0: off, the "
                         "default; K=64 takes about 30 s on a 600-place split)")
@@ -45,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("dataset", type=Path)
     c.add_argument("--split", default=None, help="only this split (default: every split found)")
     c.add_argument("--media", action="store_true", help="also decode every image and audio clip (slower)")
-    add_shared(c, "preset")
+    add_shared(c, "preset", "no-progress")
 
 
 def _print_audio_resampling(res: dict, seconds: float) -> None:
@@ -71,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         start = time.perf_counter()
+        if args.audio:
+            cfg = dataclasses.replace(cfg, world=dataclasses.replace(cfg.world, audio=args.audio))
         out = build_world(cfg, args.out, seed=args.seed, n_samples=args.n_samples, workers=args.workers,
                           progress=not args.no_progress)
         meta = json.loads((out / "world.json").read_text())
@@ -85,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"contact sheet {path} (clips in {path.parent / (path.stem + '_clips')})")
         return 0
     if args.data_command == "oracle":
-        from world.oracle import audio_resampling_oracle, caption_oracle_r10, caption_resampling_oracle, oracle_r10
+        from world.audio_oracle import audio_resampling_oracle
+        from world.caption_oracle import caption_resampling_oracle
+        from world.oracle import caption_oracle_r10, oracle_r10
 
         for flag, value in (("--resample", args.resample), ("--resample-audio", args.resample_audio)):
             if value < 0:
@@ -94,15 +103,15 @@ def run(args: argparse.Namespace) -> int:
         report["image_to_caption"] = caption_oracle_r10(args.dataset, split=args.split)
         if args.resample:
             start = time.perf_counter()
-            report["image_to_caption_resampling"] = caption_resampling_oracle(args.dataset, split=args.split,
-                                                                              k=args.resample, progress=True)
+            report["image_to_caption_resampling"] = caption_resampling_oracle(
+                args.dataset, split=args.split, k=args.resample, progress=not args.no_progress)
             report["image_to_caption_resampling_seconds"] = round(time.perf_counter() - start, 1)
         if args.resample_audio:
             start = time.perf_counter()
             report["image_audio_resampling"] = audio_resampling_oracle(args.dataset, split=args.split,
                                                                        k=args.resample_audio,
                                                                        signatures=("set", "loudest", "order"),
-                                                                       progress=True)
+                                                                       progress=not args.no_progress)
             report["image_audio_resampling_seconds"] = round(time.perf_counter() - start, 1)
         if args.json:
             print(json.dumps(report, indent=1))
@@ -137,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.dataset} holds no split in a known layout")
         for split in splits:
             ds = open_dataset(args.dataset, split, cfg)
-            n = ds.check(media=args.media, progress=True)
+            n = ds.check(media=args.media, progress=not args.no_progress)
             print(f"{split}: {n} rows OK ({ds.kind} layout, imagery {ds.imagery}"
                   f"{', media decoded' if args.media else ''})")
         return 0

@@ -1,6 +1,6 @@
 """Find a split of a dataset folder and read its rows lazily, with pyarrow alone (no ``datasets`` package).
 
-Two layouts hold the one schema (core/schema.py):
+Two layouts hold the one schema (contracts/schema.py):
 
 (a) Parquet shards as the Hugging Face hub publishes them: ``DIR/data/{split}-*.parquet``, ``DIR/{split}/*.parquet``
     or ``DIR/{split}-*.parquet`` (the embedded world writes the first form);

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from contracts.errors import ConfigError, DataError
-from core.cli_args import add_ckpt, parse_lat_lon
+from core.cli_args import add_ckpt, add_shared, parse_lat_lon
 
 DEFAULT_EVAL_QUERIES = (
     "birds chirping in the trees", "waves crashing on the beach", "sounds of farm machinery",
@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset folder (for --evaluate)")
     p.add_argument("--split", default="test")
     p.add_argument("--n", type=int, default=200, help="places tried per query in --evaluate")
+    add_shared(p, "no-progress")
 
 
 def _file_view(path: Path, cfg, zoom: int) -> np.ndarray:
@@ -64,7 +65,7 @@ def save_overlay(path: Path, view: np.ndarray, heat: np.ndarray, title: str, cov
     axes[1].imshow(h, cmap="jet", alpha=0.45, extent=(0, size, size, 0))
     axes[1].set_title(f"“{title}”", fontsize=10)
     if cover is not None:
-        from world.tiles import FINE_CLASSES
+        from world.cover_classes import FINE_CLASSES
 
         palette = plt.get_cmap("tab20", len(FINE_CLASSES))
         axes[2].imshow(cover, cmap=palette, vmin=-0.5, vmax=len(FINE_CLASSES) - 0.5, interpolation="nearest")
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
         loaded = load_checkpoint(args.ckpt)
         result = evaluate_grounding(loaded, args.data, args.split, args.text or list(DEFAULT_EVAL_QUERIES),
-                                    zoom=args.zoom, n=args.n, out=Path(args.out))
+                                    zoom=args.zoom, n=args.n, out=Path(args.out), progress=not args.no_progress)
         print(json.dumps(result["overall"], indent=2))
         return 0
     if not args.text:
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         view, where = _file_view(Path(args.tile), cfg, args.zoom), Path(args.tile).stem
     gsd = WorldTiles(cfg).gsd
-    from world.sounds import sources_in_text
+    from world.sources import sources_in_text
 
     for text in args.text:
         g = ground_text(loaded, view, args.zoom, gsd, text)

@@ -20,7 +20,7 @@ def evaluate_grounding(loaded: Loaded, data: str | Path, split: str, queries: li
     from core.grounding.heatmap import ground_text, patch_relevance
     from core.grounding.scoring import relevant_classes, score_tile
     from core.maps.tiles import WorldTiles
-    from world.sounds import sources_in_text
+    from world.sources import sources_in_text
 
     rows = open_rows(data, split)
     places = []

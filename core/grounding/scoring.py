@@ -13,7 +13,7 @@ from core.maps.scoring import roc_auc
 
 
 def relevant_classes(sources: list[str]) -> list[int]:
-    from world.tiles import CLASS_SOURCES, FINE_CLASSES
+    from world.cover_classes import CLASS_SOURCES, FINE_CLASSES
 
     return [i for i, c in enumerate(FINE_CLASSES) if set(CLASS_SOURCES[c]) & set(sources)]
 

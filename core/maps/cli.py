@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"shard {shard[0]}/{shard[1]} done; other shards' chunks are still missing in {cache}. "
               "Rerun without --shard (or once all shards finish) to draw the maps.")
         return 0
-    from world.sounds import sources_in_text
-    from world.tiles import CLASS_INDEX
+    from world.cover_classes import CLASS_INDEX
+    from world.sources import sources_in_text
 
     # Open water (ocean, big lakes) is drawn grey and left out of the scores: it is not where sounds are mapped,
     # and counting it would make every land query look better than it is.

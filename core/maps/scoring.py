@@ -2,7 +2,7 @@
 
 For a query that names sound sources (found with the world's own caption vocabulary), a tile's truth is how much of
 its ground makes one of those sources plausible: the share of its land-cover pixels whose class lists the source
-(world.tiles.CLASS_SOURCES). A tile is positive when that share is at least ``POSITIVE_SHARE``. A map is scored
+(world.cover_classes.CLASS_SOURCES). A tile is positive when that share is at least ``POSITIVE_SHARE``. A map is scored
 by ROC-AUC (positives vs the rest; 0.5 = chance) and by Spearman's rho between score and share.
 """
 
@@ -16,7 +16,7 @@ POSITIVE_SHARE = 0.05
 
 def source_share(fractions: np.ndarray, sources: list[str]) -> np.ndarray:
     """(N, K) fine-class fractions -> (N,) share of ground whose class makes any of ``sources`` plausible."""
-    from world.tiles import CLASS_SOURCES, FINE_CLASSES
+    from world.cover_classes import CLASS_SOURCES, FINE_CLASSES
 
     relevant = np.array([bool(set(CLASS_SOURCES[c]) & set(sources)) for c in FINE_CLASSES], dtype=np.float32)
     return fractions @ relevant

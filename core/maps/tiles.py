@@ -42,7 +42,7 @@ class WorldTiles:
 
 def render_views(args: tuple[Sat2SoundConfig, int, np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
     """Worker: render the views of many centres -> images (n,S,S,3) uint8 and cover fractions (n,K) float32."""
-    from world.tiles import FINE_CLASSES, class_fractions
+    from world.cover_classes import FINE_CLASSES, class_fractions
 
     cfg, seed, centres, zoom = args
     source = WorldTiles(cfg, seed)
