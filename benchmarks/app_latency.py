@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from contracts.artifacts import MANIFEST_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 
 _COLD = r"""
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         work = REPO / "runs" / f"app-latency-{args.preset}"
         bundle = build_demo(work, preset=args.preset, region=DEMO_REGION, force=False, export_via_cli=False,
                             progress=True)["bundle"]
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     result = {
         "bundle": str(bundle),
         "bundle_mb": sum(e["bytes"] for e in manifest["files"].values()) / 1e6,

@@ -1,7 +1,7 @@
 """A large gallery through the product's own path: write N items with GalleryWriter, let ``finish`` choose the search
 mode (HNSW, else IVF lists, else exact), then time ``Gallery.search`` (index + SQLite hits) and check its recall.
 
-    python -m benchmarks.gallery_scale --teacher runs/demo/teacher --world runs/demo/world --n 100000
+    python -m benchmarks.gallery_scale --ckpt runs/demo/teacher --world runs/demo/world --n 100000
 
 Items: the checkpoint's image embeddings of N world tiles (benchmarks/teacher_embeddings.py, cached) stand in for
 caption vectors; each item's "clip" is a 0.1 s silent WAV (the search does not read clips). ``finish`` tunes the
@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from core.cli_args import DeprecatedAlias, add_ckpt
 
 SR = 8000
 
@@ -106,11 +108,14 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--teacher", type=Path, default=Path("runs/demo/teacher"))
+    add_ckpt(p, required=False, old=("--teacher",), default="runs/demo/teacher",
+             help="teacher checkpoint whose embeddings of world tiles are the items (default: runs/demo/teacher)")
     p.add_argument("--world", type=Path, default=Path("runs/demo/world"))
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=500)
-    p.add_argument("--cache", type=Path, default=Path("runs/bench/cache/tiles"))
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/bench/cache/tiles"),
+                   help="where the tile embeddings are kept (resumable; shared with gallery_search)")
+    p.add_argument("--cache", dest="cache_dir", type=Path, action=DeprecatedAlias, new="--cache-dir")
     p.add_argument("--work", type=Path, default=Path("runs/bench/gallery-scale"), help="the gallery (replaced)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/gallery_scale.json"))
     p.add_argument("--tune-with", choices=("captions", "copies"), default="captions",
@@ -123,15 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     from core.checkpoint import load_checkpoint, read_manifest
     from world.shards import read_split
 
-    data = teacher_data(args.teacher, args.world, args.n, args.queries, args.seed, args.cache,
+    data = teacher_data(Path(args.ckpt), args.world, args.n, args.queries, args.seed, args.cache_dir,
                         progress=not args.no_progress)
     if args.work.exists():
         shutil.rmtree(args.work)
-    fingerprint = read_manifest(args.teacher)["fingerprint"]
+    fingerprint = read_manifest(args.ckpt)["fingerprint"]
     if args.tune_with == "captions":
         cols = read_split(args.world, "validation", columns=[f"llava_caption_bingmap_zl{z}" for z in ZOOMS]).to_pydict()
         texts = sorted({c for col in cols.values() for c in col if c})
-        tune = _embed_texts(load_checkpoint(args.teacher), texts)
+        tune = _embed_texts(load_checkpoint(args.ckpt), texts)
         tune /= np.linalg.norm(tune, axis=1, keepdims=True)
     else:
         tune = data.items

@@ -2,11 +2,11 @@
 
     python -m benchmarks.gallery_search [--n 100000] [--data clustered|codebook] [--m 16,32] [--out FILE.json]
     python -m benchmarks.gallery_search --gallery runs/gallery --out FILE.json
-    python -m benchmarks.gallery_search --teacher runs/demo/teacher --world runs/demo/world --n 100000
+    python -m benchmarks.gallery_search --ckpt runs/demo/teacher --world runs/demo/world --n 100000
 
 Data: a built gallery's real embeddings (``--gallery``: the caption vectors are the items and the clip
 embeddings are the queries - a cross-modal query as at run time); a trained checkpoint's real embeddings at any
-scale (``--teacher``: world-tile image embeddings as items, caption-text and place embeddings as queries; see
+scale (``--ckpt``: world-tile image embeddings as items, caption-text and place embeddings as queries; see
 ``benchmarks/teacher_embeddings.py``, cached under ``--cache``); or synthetic "embedding-like" unit vectors:
 ``clustered`` (a mixture of tight clusters of varied spread) or ``codebook`` (sparse convex mixtures of a random
 codebook's entries, the shape the Sat2Sound sparsemax head produces). Queries are fresh draws, not gallery items.
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli_args import DeprecatedAlias, add_ckpt
 from gallery import index as vindex
 from gallery.layout import EF_LADDER, HNSW_EF_CONSTRUCTION, TARGET_RECALL
 
@@ -227,11 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=500)
     p.add_argument("--data", default="clustered", choices=("clustered", "codebook"))
     p.add_argument("--gallery", type=Path, default=None, help="benchmark a built gallery's real embeddings instead")
-    p.add_argument("--teacher", type=Path, default=None,
-                   help="benchmark this checkpoint's real embeddings of --n world tiles instead (needs --world)")
+    add_ckpt(p, required=False, old=("--teacher",),
+             help="benchmark this checkpoint's real embeddings of --n world tiles instead (needs --world)")
     p.add_argument("--world", type=Path, default=Path("runs/demo/world"), help="world folder (test captions)")
-    p.add_argument("--cache", type=Path, default=Path("runs/bench/cache/tiles"),
-                   help="where --teacher keeps its tile embeddings (resumable; reused by later runs)")
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/bench/cache/tiles"),
+                   help="where --ckpt keeps its tile embeddings (resumable; reused by later runs)")
+    p.add_argument("--cache", dest="cache_dir", type=Path, action=DeprecatedAlias, new="--cache-dir")
     p.add_argument("--m", default="16", help="HNSW M values, comma-separated")
     p.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     p.add_argument("--efs", default=",".join(map(str, EF_LADDER)), help="search ef values, comma-separated")
@@ -245,10 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     kinds = None
     if args.gallery is not None:
         items, queries, data = gallery_data(args.gallery, args.queries, args.seed)
-    elif args.teacher is not None:
+    elif args.ckpt is not None:
         from benchmarks.teacher_embeddings import teacher_data
 
-        real = teacher_data(args.teacher, args.world, args.n, args.queries, args.seed, args.cache)
+        real = teacher_data(Path(args.ckpt), args.world, args.n, args.queries, args.seed, args.cache_dir)
         items, queries, data, kinds = real.items, real.queries, real.description, real.query_kinds
     else:
         items, queries, data = make_data(args.data, args.n, args.queries, args.dim, args.seed)

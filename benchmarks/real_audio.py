@@ -58,7 +58,7 @@ def real_windows(sample_rate: int, seconds: float, max_windows: int) -> list[Win
     for clip in recordings.catalogue():
         if clip.split != recordings.HELD_OUT_SPLIT:
             continue
-        wave = recordings.load_clip(clip, sample_rate)
+        wave = recordings.decode_clip(clip, sample_rate)
         if wave.size <= n:
             out.append(Window(clip.key, clip.source, np.pad(wave, (0, n - wave.size)), clip.sources))
             continue

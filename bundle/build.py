@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle import map_tiles
-from contracts.artifacts import read_json, sha256_file
+from contracts.artifacts import MANIFEST_FILE, read_json, sha256_file
 from contracts.schema import ZOOM_CROP_FRACTION
 from core import __version__
 from gallery.errors import GalleryError
@@ -98,7 +98,7 @@ def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
 def read_export(model_dir: str | Path) -> ExportedTower:
     """The image tower files and facts of an export folder; BundleError when it has no usable image tower."""
     root = Path(model_dir)
-    path = root / "manifest.json"
+    path = root / MANIFEST_FILE
     if not root.is_dir():
         raise BundleError(f"model export folder {root} does not exist")
     if not path.is_file():
@@ -193,7 +193,7 @@ def _teacher_of(source_path: Any, fingerprint: str) -> str | None:
     if not source_path:
         return None
     try:
-        m = json.loads((Path(str(source_path)) / "manifest.json").read_text())
+        m = json.loads((Path(str(source_path)) / MANIFEST_FILE).read_text())
     except (OSError, ValueError):
         return None
     if m.get("fingerprint") not in (None, fingerprint) and m.get("source_fingerprint") != fingerprint:
@@ -304,7 +304,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
             rel = f"{MODEL_DIR}/{src.name}"
             _copy(src, tmp / rel)
             model_files[kind] = rel
-        _copy(tower.root / "manifest.json", tmp / MODEL_DIR / "export_manifest.json")
+        _copy(tower.root / MANIFEST_FILE, tmp / MODEL_DIR / "export_manifest.json")
         for extra in tower.extras:
             _copy(extra, tmp / MODEL_DIR / extra.name)
         for src in gallery_files:

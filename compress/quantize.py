@@ -45,8 +45,10 @@ from contracts.artifacts import (
     MANIFEST_FILE,
     QUANT_FILE,
     QUANTIZED_TOWERS,
+    RETRIEVAL_TOWERS,
     WEIGHTS_FILE,
     ArtifactKind,
+    parse_towers,
     sha256_file,
 )
 from contracts.errors import ConfigError, DataError, Sat2SoundError
@@ -70,15 +72,13 @@ def int8_filename(tower: str) -> str:
     return f"{tower}.int8.onnx"
 
 
-def parse_towers(text: str | list[str] | tuple[str, ...]) -> list[str]:
-    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
-    bad = [t for t in items if t not in QUANTIZED_TOWERS]
-    if bad:
-        raise ConfigError(f"unknown tower(s) {', '.join(bad)}; expected some of {', '.join(QUANTIZED_TOWERS)}")
-    for needed in ("image", "audio"):
+def quantized_towers(text: str | list[str] | tuple[str, ...]) -> list[str]:
+    """The towers to quantize, in QUANTIZED_TOWERS order; image and audio must be among them."""
+    items = parse_towers(text, allowed=QUANTIZED_TOWERS, default=())
+    for needed in RETRIEVAL_TOWERS:
         if needed not in items:
-            raise ConfigError(f"--towers must include {needed!r} (the quality gate scores image<->audio retrieval)")
-    return [t for t in QUANTIZED_TOWERS if t in items]
+            raise ConfigError(f"--towers must include '{needed}' (the quality gate scores image<->audio retrieval)")
+    return [str(t) for t in QUANTIZED_TOWERS if t in items]
 
 
 def export_fp32(model: Any, cfg: Any, tower: str, work: Path, *, fingerprint: str,
@@ -124,7 +124,7 @@ def quantize_model(model_dir: str | Path, out_dir: str | Path, *, calib: str | P
 
     if scheme not in SCHEMES:
         raise ConfigError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
-    towers = parse_towers(list(towers))
+    towers = quantized_towers(list(towers))
     model_dir, out = Path(model_dir), Path(out_dir)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; pass --force to replace it")
@@ -298,8 +298,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--calib-size must be >= 1")
     res = quantize_model(args.ckpt, args.out, calib=args.calib, scheme=args.scheme,
                          max_drop=None if args.no_gate else args.max_drop, data=args.data, split=args.split,
-                         towers=parse_towers(args.towers), calib_size=args.calib_size, calib_method=args.calib_method,
-                         min_parity=args.min_parity,
+                         towers=quantized_towers(args.towers), calib_size=args.calib_size,
+                         calib_method=args.calib_method, min_parity=args.min_parity,
                          force=args.force, cache_dir=args.cache_dir, progress=not args.no_progress,
                          threads=max(1, args.threads))
     for tower, info in res["towers"].items():

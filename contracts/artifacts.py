@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 
-from contracts.errors import Sat2SoundError
+from contracts.errors import ConfigError, Sat2SoundError
 
 
 class ArtifactKind(StrEnum):
@@ -50,6 +51,20 @@ ALL_TOWERS: tuple[Tower, ...] = tuple(Tower)
 EXPORTED_TOWERS: tuple[Tower, ...] = (Tower.IMAGE, Tower.AUDIO, Tower.AUDIO_WAVE, Tower.TEXT)  # export's default
 QUANTIZED_TOWERS: tuple[Tower, ...] = (Tower.IMAGE, Tower.AUDIO, Tower.TEXT)  # quantize's and the benchmarks' set
 RETRIEVAL_TOWERS: tuple[Tower, ...] = (Tower.IMAGE, Tower.AUDIO)  # the two that image->audio retrieval compares
+
+
+def parse_towers(values: str | Iterable[str] | None, *, allowed: Sequence[str] = ALL_TOWERS,
+                 default: Sequence[str] = EXPORTED_TOWERS) -> tuple[str, ...]:
+    """Tower names from repeated and/or comma-separated values, in the order given, each once (none: ``default``);
+    a name outside ``allowed`` is a ConfigError that lists the allowed ones."""
+    if isinstance(values, str):
+        values = [values]
+    names = [v.strip().lower() for item in values or () for v in str(item).split(",") if v.strip()]
+    names = names or [str(t) for t in default]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ConfigError(f"unknown tower(s) {', '.join(map(repr, unknown))}; known towers: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(names))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

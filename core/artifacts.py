@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+
+def temp_beside(path: Path) -> Path:
+    """An empty temporary file in ``path``'s folder (created if missing), to write into and then ``os.replace``
+    onto ``path``: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 def move_into_place(stage: Path, out: Path) -> None:

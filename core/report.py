@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from contracts.artifacts import MANIFEST_FILE, WORLD_FILE
+
 # The paper's headline figures (Table 1 at zoom 1, I2A R@10% / median rank; Table 2 image->text).
 PAPER = {
     "GeoSound-Bing, no metadata": {"GeoCLAP": "0.399 / 1500", "PSM": "0.423 / 1401", "Sat2Sound": "0.534 / 872"},
@@ -40,12 +42,12 @@ def _section(title: str, body: str | None, missing: str) -> list[str]:
 
 
 def _world(run: Path) -> tuple[str | None, dict]:
-    meta = _json(run / "world" / "world.json")
+    meta = _json(run / "world" / WORLD_FILE)
     if not meta:
         return None, {}
     lines = [f"- samples per split: {meta.get('counts')}", f"- fingerprint: `{str(meta.get('fingerprint'))[:16]}`"]
     oracle = _json(run / "eval" / "oracle.json")
-    if oracle is None and (run / "world" / "world.json").exists():
+    if oracle is None and (run / "world" / WORLD_FILE).exists():
         try:
             from world.oracle import oracle_r10
 
@@ -141,12 +143,12 @@ def write_report(run: str | Path) -> Path:
     parts += _section("Soundscape maps scored against ground truth", body, "run `maps`")
     parts += _section("Grounding", _text(run / "grounding" / "grounding-eval-z1.md"), "run `grounding`")
     parts += _section("Compression", _text(run / "compress" / "report.md"), "run `student`, `int8`, `compress-report`")
-    export = _json(run / "export" / "manifest.json")
+    export = _json(run / "export" / MANIFEST_FILE)
     if export:
         data["export"] = {"parity": export.get("parity"), "files": len(export.get("files", []))}
     parts += _section("Export", _export_table(export) if export else None, "run `export`")
     parts += _section("Gallery", _gallery_text(_json(run / "gallery" / "index.json")), "run `gallery`")
-    bundle = _json(run / "bundle" / "manifest.json")
+    bundle = _json(run / "bundle" / MANIFEST_FILE)
     parts += _section("Bundle", f"{len(bundle.get('files', {}))} files, verified by `sat2sound bundle --verify`"
                       if bundle else None, "run `bundle`")
     parts += _section("Latency", _text(run / "benchmarks" / "latency.md"), "run `python -m benchmarks.latency`")

@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from contracts.artifacts import ALL_TOWERS, EXPORTED_TOWERS, MANIFEST_FILE, QUANT_FILE, ArtifactKind, sha256_file
+from contracts.artifacts import MANIFEST_FILE, QUANT_FILE, ArtifactKind, parse_towers, sha256_file
 from contracts.errors import CheckpointError, ConfigError
 from core.artifacts import move_into_place
 from core.checkpoint import load_checkpoint
@@ -88,15 +88,6 @@ def parse_targets(values: str | Iterable[str] | None) -> tuple[str, ...]:
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         raise ConfigError(f"unknown target(s) {', '.join(map(repr, unknown))}; known targets: {', '.join(TARGETS)}")
-    return tuple(dict.fromkeys(names))
-
-
-def parse_towers(values: str | Iterable[str] | None) -> tuple[str, ...]:
-    """Towers from repeated and/or comma-separated values (default: EXPORTED_TOWERS)."""
-    names = _split_list(values) or [str(t) for t in EXPORTED_TOWERS]
-    unknown = [n for n in names if n not in ALL_TOWERS]
-    if unknown:
-        raise ConfigError(f"unknown tower(s) {', '.join(map(repr, unknown))}; known towers: {', '.join(ALL_TOWERS)}")
     return tuple(dict.fromkeys(names))
 
 

@@ -50,6 +50,7 @@ import onnx
 
 from contracts.artifacts import Tower
 from contracts.errors import ConfigError
+from core.artifacts import temp_beside
 from export.int8_parity import embedding_parity, float_counts, outlier_ratios
 from export.onnx_graph import (
     compact,
@@ -113,12 +114,6 @@ def quiet_quantizer() -> Iterator[None]:
         yield
     finally:
         logging.disable(previous)
-
-
-def _atomic_target(dst: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def _describe(scheme: str, rr: bool, calibrate_method: str, matmuls: int) -> dict[str, str]:
@@ -230,7 +225,7 @@ def quantize_tower(src: str | Path, dst: str | Path, scheme: str = "dynamic", *,
                 break
         chosen = best[1]
         used, n_float = plan[chosen]
-        tmp = _atomic_target(dst)
+        tmp = temp_beside(dst)
         try:
             shutil.copyfile(work / f"attempt-{chosen}.onnx", tmp)
             os.replace(tmp, dst)

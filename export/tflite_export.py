@@ -20,7 +20,6 @@ the manifest records (and the tests check) that no SORT / TOPK / STABLEHLO op sl
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from core.artifacts import temp_beside
 from export.quiet import quiet as _quiet
 from export.towers import build_tower, example_inputs, tower_inputs
 
@@ -38,13 +38,6 @@ FLOAT_REGEX = ".*(CodebookHead_head|LogMel_logmel).*"  # codebook head, log-mel 
 FORBIDDEN_OPS = ("SORT", "TOPK", "STABLEHLO")
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_tflite(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path: str | Path) -> Path:
     """Convert ``tower`` to a float32 .tflite at ``path`` (batch 1, named signature), atomically."""
     import litert_torch
@@ -53,7 +46,7 @@ def export_tflite(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path
     wrapper = build_tower(model, tower, named_outputs=True)
     ex = example_inputs(cfg, tower, 1)
     kwargs = {k: ex[k] for k in tower_inputs(tower)}
-    tmp = _atomic_target(path)
+    tmp = temp_beside(path)
     try:
         with _quiet(), torch.no_grad():
             edge = litert_torch.convert(wrapper, (), kwargs)
@@ -73,7 +66,7 @@ def quantize_tflite_int8(src: str | Path, dst: str | Path, *, tower: str) -> dic
     weight_only = tower == "text"
     base = recipe.weight_only_wi8_afp32() if weight_only else recipe.dynamic_wi8_afp32()
     rules = list(base) + [{"regex": FLOAT_REGEX, "operation": "*", "algorithm_key": "no_quantize"}]
-    tmp = _atomic_target(dst)
+    tmp = temp_beside(dst)
     try:
         with _quiet():
             result = quantizer.Quantizer(str(src), rules).quantize()

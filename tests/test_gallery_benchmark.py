@@ -47,8 +47,8 @@ def test_benchmark_on_a_checkpoints_own_tile_embeddings(tmp_path, tiny_cfg, tiny
 
     save_checkpoint(build_model(tiny_cfg), tiny_cfg, tmp_path / "ckpt")
     out, cache = tmp_path / "teacher.json", tmp_path / "tiles"
-    args = ["--teacher", str(tmp_path / "ckpt"), "--world", str(tiny_world), "--n", "300", "--queries", "20",
-            "--efs", "16,512", "--m", "16", "--threads", "1", "--cache", str(cache), "--out", str(out)]
+    args = ["--ckpt", str(tmp_path / "ckpt"), "--world", str(tiny_world), "--n", "300", "--queries", "20",
+            "--efs", "16,512", "--m", "16", "--threads", "1", "--cache-dir", str(cache), "--out", str(out)]
     assert main(args) == 0
     report = json.loads(out.read_text())
     assert report["n"] == 300 and report["queries"] == 20 and report["dim"] == tiny_cfg.model.codebook.dim
@@ -70,8 +70,8 @@ def test_large_gallery_through_the_product_path(tmp_path, tiny_cfg, tiny_world):
 
     save_checkpoint(build_model(tiny_cfg), tiny_cfg, tmp_path / "ckpt")
     out = tmp_path / "scale.json"
-    args = ["--teacher", str(tmp_path / "ckpt"), "--world", str(tiny_world), "--n", "300", "--queries", "20",
-            "--cache", str(tmp_path / "tiles"), "--work", str(tmp_path / "g"), "--out", str(out), "--no-progress"]
+    args = ["--ckpt", str(tmp_path / "ckpt"), "--world", str(tiny_world), "--n", "300", "--queries", "20",
+            "--cache-dir", str(tmp_path / "tiles"), "--work", str(tmp_path / "g"), "--out", str(out), "--no-progress"]
     assert gallery_scale.main(args) == 0
     report = json.loads(out.read_text())
     assert report["n"] == 300 and report["tune_with"] == "captions"

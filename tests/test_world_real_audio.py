@@ -30,7 +30,7 @@ def test_excerpts_are_real_clips_at_the_mix_level_and_deterministic():
         assert a.shape == (40000,) and a.dtype == np.float32 and np.array_equal(a, b)
         assert 0.07 < float(np.sqrt(np.mean(a * a))) < 0.14  # RMS 0.1 within the +-2 dB gain
     one = real_audio.RealSources(clips=[real.by_source["birdsong"][0]])
-    whole = recordings.load_clip(one.by_source["birdsong"][0], 8000)
+    whole = recordings.decode_clip(one.by_source["birdsong"][0], 8000)
     x = one.excerpt("birdsong", 8000, 8000, np.random.default_rng(0))
     from scipy.signal import correlate
 

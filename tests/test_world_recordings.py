@@ -25,8 +25,8 @@ from world.recordings import (
     SPLITS,
     catalogue,
     clips_for,
+    decode_clip,
     describe,
-    load_clip,
     missing_packages,
 )
 from world.sources import SOURCES
@@ -193,10 +193,10 @@ def test_describe_tabulates_each_mapped_source_and_each_clip():
 def test_load_clip_is_finite_mono_float32_at_the_asked_rate(key):
     _require(MEGAGLEST if key.startswith("megaglest") else OPENSFX)
     clip = next(c for c in catalogue() if c.key == key)
-    x = load_clip(clip, 16000, start=0.25, seconds=1.0)
+    x = decode_clip(clip, 16000, start=0.25, seconds=1.0)
     assert x.dtype == np.float32 and x.ndim == 1 and len(x) == 16000
     assert np.isfinite(x).all() and float(np.sqrt(np.mean(x * x))) > 0 and np.abs(x).max() <= 1.5
-    whole = load_clip(clip, 16000, seconds=60.0)  # longer than the clip: clipped to its length
+    whole = decode_clip(clip, 16000, seconds=60.0)  # longer than the clip: clipped to its length
     assert len(whole) == math.ceil(round(clip.seconds * clip.sample_rate) * 16000 / clip.sample_rate)
 
 
@@ -214,4 +214,4 @@ def test_load_clip_refuses_a_bad_rate_or_window():
     for kwargs in ({"sample_rate": 0}, {"sample_rate": 16000.5}, {"sample_rate": 16000, "seconds": 0.0},
                    {"sample_rate": 16000, "start": -1.0}):
         with pytest.raises(DataError):
-            load_clip(clip, **kwargs)
+            decode_clip(clip, **kwargs)

@@ -74,7 +74,7 @@ class RealSources:
 
 @functools.lru_cache(maxsize=64)
 def _decoded(clip: RealClip, sample_rate: int) -> np.ndarray:
-    return recordings.load_clip(clip, sample_rate)
+    return recordings.decode_clip(clip, sample_rate)
 
 
 @functools.lru_cache(maxsize=1)

@@ -294,7 +294,7 @@ def clips_for(source: str, split: str, clips: Sequence[RealClip] | None = None) 
     return sorted((c for c in pool if c.source == source and c.split == split), key=lambda c: c.key)
 
 
-def load_clip(clip: RealClip, sample_rate: int, *, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
+def decode_clip(clip: RealClip, sample_rate: int, *, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
     """Decode a clip (or the window ``start`` .. ``start + seconds`` of it, clipped to its length) as float32 mono
     at ``sample_rate``: channels are averaged, the rate changed with a polyphase filter. The result has
     ceil(n * sample_rate / clip.sample_rate) samples for the n decoded."""

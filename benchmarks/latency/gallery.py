@@ -70,7 +70,7 @@ def _gallery_vectors(kind: str, n: int, queries: int, dim: int, seed: int, cache
             return z["items"], z["queries"]
     if kind == "teacher":
         # the tile embeddings live beside the gallery cache (runs/bench/cache/tiles by default), where
-        # `python -m benchmarks.gallery_search --teacher` keeps them too: either benchmark reuses the other's
+        # `python -m benchmarks.gallery_search --ckpt` keeps them too: either benchmark reuses the other's
         data = teacher_data(real[0], real[1], n, queries, seed, cache.parent / "tiles")
         items, qs = data.items, data.queries
     else:

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from contracts.artifacts import WORLD_FILE
 from contracts.errors import ConfigError
 from core.cli_args import add_shared
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = dataclasses.replace(cfg, world=dataclasses.replace(cfg.world, audio=args.audio))
         out = build_world(cfg, args.out, seed=args.seed, n_samples=args.n_samples, workers=args.workers,
                           progress=not args.no_progress)
-        meta = json.loads((out / "world.json").read_text())
+        meta = json.loads((out / WORLD_FILE).read_text())
         size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
         print(f"world {out}: {meta['counts']} samples, {size / 1e6:.1f} MB, fingerprint {meta['fingerprint'][:12]}, "
               f"{time.perf_counter() - start:.1f} s")
