@@ -49,7 +49,8 @@ MODEL_KINDS: tuple[str, ...] = (ArtifactKind.MODEL, ArtifactKind.STUDENT, Artifa
 HELD_OUT = {"batch": PARITY_BATCH, "seed": PARITY_SEED,
             "inputs": "random normalised images, plausible metadata with partial masks, random log-mel and waves, "
                       "real captions tokenized"}
-FLOAT_KEPT = "codebook head (token-code scores, max-pool, sparsemax, weighted codes) in every variant"
+FLOAT_KEPT = ("codebook head (token-code scores, max-pool, sparsemax, weighted codes) in every variant, and the "
+              "audio_wave tower's log-mel front end")
 
 
 @dataclass(frozen=True)
