@@ -39,14 +39,29 @@ class TrainingError(Sat2SoundError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line naming the path(s) and the cause of an OS error: permission, read-only, disk full, file exists..."""
+    cause = exc.strerror or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{cause}: {' -> '.join(paths)}" if paths else cause
+
+
 def run_guarded(prog: str, main: Callable[[], int | None]) -> int:
-    """The one error path of every entry point: a user error is one line on stderr and a non-zero exit, Ctrl-C
-    says that finished work is kept; anything else is a bug and keeps its traceback."""
+    """The one error path of every entry point: a user error is one line on stderr and a non-zero exit; so is an
+    OS error (it names the path and the cause) and running out of memory; Ctrl-C says that finished work is kept.
+    Anything else is a bug and keeps its traceback."""
     try:
         return int(main() or 0)
     except Sat2SoundError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{prog}: error: out of memory; ask for less at once (a smaller grid, batch or gallery)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
         return 130
