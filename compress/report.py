@@ -200,7 +200,7 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {f['i2a_r10']:.3f} | {f['i2a_mr']:.1f} | {f['a2i_r10']:.3f} | "
                      f"{f['a2i_mr']:.1f} | {f['i2t_r10']:.3f} | {f['i2t_mr']:.1f} | "
                      + " | ".join("-" if ret[k] is None else f"{ret[k]:.1f}" for k in R10) + " |")
-    lines += ["", "## Targets (issue 5)", "", "| check | value | target | result |", "|---|---:|---:|---|"]
+    lines += ["", "## Targets", "", "| check | value | target | result |", "|---|---:|---:|---|"]
     for name, c in rep["checks"].items():
         value = "-" if c["value"] is None else f"{c['value']:.2f}{c['unit']}"
         lines.append(f"| {name.replace('_', ' ')} | {value} | >= {c['target']:g}{c['unit']} | "
