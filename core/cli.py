@@ -111,7 +111,6 @@ def setup_logging(level: int = logging.INFO) -> None:
         if not any(isinstance(h, _StderrHandler) for h in log.handlers):
             log.addHandler(handler)
         log.setLevel(level)
-        log.propagate = False
 
 
 def main(argv: list[str] | None = None, *, prog: str = "sat2sound") -> int:
