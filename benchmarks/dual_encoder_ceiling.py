@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.errors import DataError
+from contracts.errors import DataError, run_guarded
 from contracts.schema import AUDIO_SOURCES
 from world.audio_oracle import month_hour
 from world.cover_classes import FINE_CLASSES
@@ -186,7 +186,7 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.dual_encoder_ceiling", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="runs/demo/world", help="an embedded world folder (it has ground truth)")
     p.add_argument("--out", default="runs/demo/eval/dual_encoder_ceiling", help="writes OUT.json and OUT.md")
     p.add_argument("--epochs", type=int, default=300)
@@ -201,18 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
+    def go() -> int:
         res = run(Path(args.data), epochs=args.epochs, dim=args.dim, hidden=args.hidden, seed=args.seed)
-    except DataError as exc:
-        print(f"dual_encoder_ceiling: error: {exc}")
-        return 2
-    text = markdown(res)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    out.with_suffix(".md").write_text(text)
-    print(text)
-    return 0
+        text = markdown(res)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
+        out.with_suffix(".md").write_text(text)
+        print(text)
+        return 0
+
+    return run_guarded(p.prog, go)
 
 
 if __name__ == "__main__":

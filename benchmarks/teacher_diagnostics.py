@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contracts.errors import ConfigError, DataError, Sat2SoundError
+from contracts.errors import ConfigError, DataError, run_guarded
 
 
 def clean_captions(presents: list[list[str]], seed: int = 0) -> list[str]:
@@ -143,20 +143,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--caption-draws must be >= 0, got {args.caption_draws}")
     if args.metadata not in ("all", "none"):
         p.error(f"--metadata must be all or none, got {args.metadata!r}")
-    try:
+    def go() -> int:
         res = diagnose(args.ckpt, args.data, split=args.split, zoom=args.zoom, metadata=args.metadata,
                        progress=not args.no_progress, caption_draws=args.caption_draws)
-    except Sat2SoundError as exc:
-        print(f"error: {exc}")
-        return 2
-    text = to_markdown(res)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-        out.with_suffix(".md").write_text(text)
-    return 0
+        text = to_markdown(res)
+        print(text)
+        if args.out:
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+            out.with_suffix(".md").write_text(text)
+        return 0
+
+    return run_guarded(p.prog, go)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from unittest import mock
 
@@ -89,14 +90,15 @@ def test_cache_roundtrip_and_fingerprint(geo, tmp_path):
         os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_corrupt_cache_is_rebuilt(geo, tmp_path):
+def test_corrupt_cache_is_rebuilt(geo, tmp_path, caplog):
     table = FeatureTable.build(geo, "validation", CFG, cache_dir=tmp_path, progress=False)
     folder = tmp_path / f"validation-{table.fingerprint[:20]}"
     (folder / "text.json").write_text("{not json")
     with pytest.raises(DataError, match="cached feature table is incomplete or corrupt"):
         FeatureTable.load(folder)
-    with pytest.warns(UserWarning, match="rebuilding the feature cache"):
+    with caplog.at_level(logging.WARNING, logger="core.data.features"):
         again = FeatureTable.build(geo, "validation", CFG, cache_dir=tmp_path, progress=False)
+    assert "rebuilding the feature cache" in caplog.text
     _assert_batches_equal(again.batch(range(5)), table.batch(range(5)))
 
 

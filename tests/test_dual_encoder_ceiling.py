@@ -54,9 +54,9 @@ def test_ceiling_trains_on_a_world_and_refuses_other_data(tiny_world, tmp_path, 
     bare = tmp_path / "bare"
     (bare / "data").mkdir(parents=True)
     assert main(["--data", str(bare), "--epochs", "1", "--out", str(tmp_path / "x")]) == 2
-    assert "no 'train' shards" in capsys.readouterr().out
+    assert "no 'train' shards" in capsys.readouterr().err
     real = write_geosound(tmp_path / "geo", {"train": 4, "validation": 3, "test": 3}, n_shards=1, tile_px=40)
     assert main(["--data", str(real), "--epochs", "1", "--out", str(tmp_path / "y")]) == 2
-    assert "no world ground truth" in capsys.readouterr().out
+    assert "no world ground truth" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--data", str(tiny_world), "--epochs", "0"])

@@ -41,7 +41,7 @@ def test_diagnostics_on_a_saved_checkpoint(tmp_path, tiny, tiny_world, capsys):
     # bad input: a zoom the data lack, a missing checkpoint, an unknown metadata setting
     assert main(["--ckpt", str(tmp_path / "ckpt"), "--data", str(tiny_world), "--split", "train", "--zoom", "2",
                  "--no-progress"]) == 2
-    assert "zoom 2" in capsys.readouterr().out
+    assert "zoom 2" in capsys.readouterr().err
     assert main(["--ckpt", str(tmp_path / "missing"), "--data", str(tiny_world), "--no-progress"]) == 2
     with pytest.raises(SystemExit):
         main(["--ckpt", str(tmp_path / "ckpt"), "--data", str(tiny_world), "--caption-draws", "-1"])

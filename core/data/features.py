@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +33,8 @@ from core.config import Sat2SoundConfig, to_dict
 from core.data.dataset import ZoomChoice, check_zoom
 from core.data.layouts import open_rows, row_dict
 from core.data.rows import RowDecoder
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when decoding changes what the arrays hold: old caches then miss and are rebuilt
 _META_ARRAYS = ("rows", "lat", "lon", "month", "hour", "audio_source", "caption_source", "meta_mask")
@@ -104,7 +106,7 @@ class FeatureTable:
                 try:
                     return cls.load(folder)
                 except DataError as exc:  # derived data: rebuild rather than stop the run
-                    warnings.warn(f"rebuilding the feature cache: {exc}", stacklevel=2)
+                    logger.warning("rebuilding the feature cache: %s", exc)
                     shutil.rmtree(folder, ignore_errors=True)
             return cls._decode_all(reader, decoder, cfg, info, progress, workers, folder)
         return cls._decode_all(reader, decoder, cfg, info, progress, workers, None)
