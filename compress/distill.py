@@ -39,7 +39,13 @@ import numpy as np
 import torch
 
 from compress.distill_loss import AFFINITY_PAIRS, DistillWeights, distill_loss
-from compress.student import build_student, check_teacher_fits, freeze_copied, frozen_modules_eval
+from compress.student import (
+    build_student,
+    check_teacher_fits,
+    freeze_copied,
+    frozen_modules_eval,
+    with_teacher_text_location,
+)
 from compress.teacher_targets import load_or_compute_targets
 from contracts.artifacts import ArtifactKind
 from contracts.errors import CheckpointError, ConfigError, DataError
@@ -105,6 +111,7 @@ class Distiller(TrainingRun):
     def __init__(self, teacher_path: Path, cfg: Sat2SoundConfig, data_dir: Path, out: Path, *,
                  weights: DistillWeights, resume: bool, max_steps: int | None, cache_dir: str | Path | None,
                  progress: bool):
+        cfg = with_teacher_text_location(cfg, read_config(teacher_path))
         super().__init__(cfg, data_dir, out, max_steps=max_steps, progress=progress, threads=cfg.train.num_threads)
         self.weights = weights
         if out.resolve() == teacher_path.resolve():

@@ -5,7 +5,8 @@ The student is built from its preset, then takes from the teacher:
   points of the teacher's space and a gallery embedded once by the teacher serves the student;
 - the text query map, frozen: with the same frozen MiniLM, the same query map and the same codebook, the student's
   text tower IS the teacher's (caption embeddings made by one serve the other, exactly);
-- the audio input normalisation (the dataset's log-mel level statistics), frozen;
+- the audio input normalisation (the dataset's log-mel level statistics), frozen; an HTSAT teacher normalises each
+  mel bin (``bn0``), so the student's single level is pooled from those 64 bins' statistics;
 - as a starting point only (trained further): the metadata token encoders and the image query map, whose shapes
   do not depend on the tower widths, and the logit scales.
 
@@ -15,6 +16,7 @@ preset is refused with the fields that differ.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -76,6 +78,16 @@ def check_teacher_fits(teacher_cfg: Sat2SoundConfig, student_cfg: Sat2SoundConfi
     return notes
 
 
+def with_teacher_text_location(student_cfg: Sat2SoundConfig, teacher_cfg: Sat2SoundConfig) -> Sat2SoundConfig:
+    """The student shares its teacher's frozen text backbone: a backbone read from a local folder (FLAN-T5) is read
+    from the teacher's folder, so the student's own config names it too."""
+    t, s = teacher_cfg.model.text, student_cfg.model.text
+    if t.backbone != s.backbone or t.path == s.path:
+        return student_cfg
+    return dataclasses.replace(student_cfg, model=dataclasses.replace(
+        student_cfg.model, text=dataclasses.replace(s, path=t.path)))
+
+
 def is_frozen(name: str) -> bool:
     """Parameters copied from the teacher and never trained: the codebook, the text query map, the audio input
     normalisation."""
@@ -98,6 +110,8 @@ def build_student(teacher: Sat2Sound, student_cfg: Sat2SoundConfig, *, seed: int
                 raise CheckpointError(f"teacher tensor {name} has shape {tuple(t_state[name].shape)}, the student "
                                       f"needs {tuple(value.shape)}")
             copied[name] = t_state[name].detach().clone()
+    if "audio_encoder.input_norm.running_mean" not in t_state and "audio_encoder.bn0.running_mean" in t_state:
+        copied.update(_pooled_input_norm(t_state, "audio_encoder.bn0.", s_state))
     missing_frozen = [n for n in s_state if is_frozen(n) and n not in copied]
     if missing_frozen:
         raise CheckpointError(f"the teacher has no {missing_frozen[0]} to give the student")
@@ -105,6 +119,19 @@ def build_student(teacher: Sat2Sound, student_cfg: Sat2SoundConfig, *, seed: int
     for name, p in student.named_parameters():
         p.requires_grad_(not is_frozen(name))
     return student
+
+
+def _pooled_input_norm(t_state: dict[str, torch.Tensor], bn: str, s_state: dict[str, torch.Tensor]
+                       ) -> dict[str, torch.Tensor]:
+    """One level normalisation equal in mean and variance to a per-bin BatchNorm's statistics pooled over bins
+    (the mixture's variance: the bins' mean variance plus the spread of their means), with unit affine."""
+    mean, var = t_state[bn + "running_mean"].float(), t_state[bn + "running_var"].float()
+    pooled_mean = mean.mean()
+    pooled_var = var.mean() + ((mean - pooled_mean) ** 2).mean()
+    key = "audio_encoder.input_norm."
+    return {key + "running_mean": pooled_mean.reshape(1), key + "running_var": pooled_var.reshape(1),
+            key + "weight": torch.ones_like(s_state[key + "weight"]),
+            key + "bias": torch.zeros_like(s_state[key + "bias"])}
 
 
 def frozen_modules_eval(student: Sat2Sound) -> None:

@@ -15,8 +15,10 @@ the seed, each field kept with probability 1/2 (so ``none`` is among them). Trai
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from contracts.schema import META_FIELDS
+
+logger = logging.getLogger(__name__)
 
 TARGETS_FILE = "teacher_targets.safetensors"
 FORMAT = "sat2sound-teacher-targets/1"
@@ -151,7 +155,11 @@ def load_or_compute_targets(out_dir: str | Path, teacher: torch.nn.Module, teach
                                       tuple(json.loads(meta["zooms"])), meta), True
         except Exception:  # a truncated or foreign file is simply recomputed
             pass
+    t0 = time.perf_counter()
     targets = compute_teacher_targets(teacher, table, seed=seed, progress=progress)
+    seconds = time.perf_counter() - t0
+    rows = int(targets.audio.shape[0])
+    logger.info("teacher targets: %d samples in %.1f s (%.2f samples/s)", rows, seconds, rows / max(seconds, 1e-9))
     targets.info = key
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -159,7 +167,8 @@ def load_or_compute_targets(out_dir: str | Path, teacher: torch.nn.Module, teach
     try:
         save_file({"image_all": targets.image_all, "image_part": targets.image_part, "part_mask": targets.part_mask,
                    "audio": targets.audio, "audio_caption": targets.audio_caption,
-                   "image_caption": targets.image_caption}, tmp, metadata=key)
+                   "image_caption": targets.image_caption}, tmp,
+                  metadata={**key, "compute_seconds": f"{seconds:.3f}", "samples": str(rows)})
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gallery": ("gallery.cli", "build or query a soundscape caption+clip gallery"),
     "bundle": ("bundle.cli", "gather a verified offline bundle for the device app"),
     "app": ("mobile_app.__main__", "run the offline Kivy app on a bundle"),
+    "import": ("published.cli", "import a released Sat2Sound .ckpt (published weights) as a checkpoint folder"),
     "pipeline": ("core.pipeline", "run the whole chain on the embedded default, resuming finished stages"),
 }
 
@@ -92,7 +93,8 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-PROJECT_LOGGERS = ("contracts", "world", "core", "compress", "export", "gallery", "bundle", "mobile_app", "benchmarks")
+PROJECT_LOGGERS = ("contracts", "world", "core", "published", "compress", "export", "gallery", "bundle", "mobile_app",
+                   "benchmarks")
 
 
 class _StderrHandler(logging.Handler):

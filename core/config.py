@@ -8,15 +8,13 @@ Configs round-trip through JSON (``to_dict`` / ``from_dict``) so every artifact 
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from contracts.errors import ConfigError
-from contracts.schema import ZOOMS
+from contracts.schema import META_FIELDS, ZOOMS
 from world.config import WorldConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,6 +72,8 @@ class ImageEncoderConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     projector_hidden: int = 192  # MLP projector width -> ... -> codebook dim (paper 768->1024->1024)
+    ln_eps: float = 1e-5  # the published SatMAE ViT uses 1e-6
+    pos_order: Literal["yx", "xy"] = "yx"  # which half of the 2-D sin-cos encoding comes first (published: x)
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,30 @@ class FusionConfig:
     heads: int = 4
     meta_hidden: int = 64  # Linear(k, 64) - GELU - Linear(64, d)
     drop_prob: float = 0.5  # each field dropped for this fraction of every training batch
+    norm_first: bool = True  # pre-norm blocks; the published fusion (torch.nn.TransformerEncoder) is post-norm
+    ffn_hidden: int = 0  # feed-forward width; 0 = 4 x d (published: 2048)
+    ln_eps: float = 1e-5
+    mask_codebook: bool = True  # padded metadata tokens score 0 at the codebook (the published model scores them)
+    zero_padded: bool = False  # padded tokens leave the fusion as zeros (torch.nn.TransformerEncoder's eval path)
+    meta_fields: tuple[str, ...] = META_FIELDS  # which metadata tokens exist (published SoundingEarth: no audio source)
+
+
+@dataclass(frozen=True)
+class HTSATConfig:
+    """MGA-CLAP's HTSAT: a Swin transformer over the log-mel stretched and folded into a square image."""
+
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    heads: tuple[int, ...] = (4, 8, 16, 32)
+    window: int = 8
+    patch: int = 4
+    spec_size: int = 256  # the (frames, mels) log-mel is stretched to (spec_size * freq_ratio, mels) and folded
+    mlp_ratio: float = 4.0
+
+    @property
+    def width(self) -> int:
+        """Width of the frame-level output tokens (768 for the published sizes)."""
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
 
 
 @dataclass(frozen=True)
@@ -95,13 +119,17 @@ class AudioEncoderConfig:
     mlp_ratio: float = 4.0
     time_patch: int = 16  # frames per token of the patch embedding
     freq_patch: int = 64  # mel bands per token (= n_mels: one token per time step)
+    kind: Literal["transformer", "htsat"] = "transformer"  # "htsat": the published audio tower (``htsat`` below)
+    htsat: HTSATConfig = field(default_factory=HTSATConfig)
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    backbone: str = "minilm-l6"  # frozen pretrained sentence encoder; token states are cached
+    backbone: str = "minilm-l6"  # frozen pretrained encoder ("minilm-l6" ships in a package; "flan-t5" needs path)
     max_tokens: int = 48
     width: int = 384  # token-state width of the backbone
+    path: str = ""  # local folder of a backbone that no package ships (FLAN-T5); nothing is downloaded
+    export_tokens: int = 0  # fixed sequence length of the exported text tower; 0 = max_tokens
 
 
 @dataclass(frozen=True)
@@ -200,70 +228,6 @@ def _coerce(tp: Any, value: Any) -> Any:
     return value
 
 
-def set_values(cfg: Any, assignments: Sequence[str]) -> Any:
-    """Apply ``dotted.key=VALUE`` overrides (``sat2sound train --set image.image_size=128``) to a config.
-
-    VALUE is read as JSON (``128``, ``0.5``, ``true``, ``[1, 3, 5]``) or else taken as a string (``global``). The
-    key must name a field that is not itself a section, and the value must have that field's type; anything else
-    is a ConfigError naming the key and what was expected.
-    """
-    for item in assignments:
-        key, sep, raw = str(item).partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set needs KEY=VALUE (e.g. image.image_size=128), got {item!r}")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        cfg = _set_path(cfg, key.split("."), value, key)
-    image = getattr(cfg, "image", None)
-    if isinstance(image, ImageConfig) and image.image_size % image.patch_size:
-        raise ConfigError(f"image.image_size {image.image_size} is not a multiple of image.patch_size "
-                          f"{image.patch_size}")
-    return cfg
-
-
-def _set_path(obj: Any, path: list[str], value: Any, key: str) -> Any:
-    names = [f.name for f in dataclasses.fields(obj)]
-    head = path[0]
-    if head not in names:
-        raise ConfigError(f"unknown config key {key!r}: {type(obj).__name__} has {', '.join(names)}")
-    current = getattr(obj, head)
-    if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"unknown config key {key!r}: {head!r} is a value, not a section")
-        return dataclasses.replace(obj, **{head: _set_path(current, path[1:], value, key)})
-    if dataclasses.is_dataclass(current):
-        raise ConfigError(f"config key {key!r} is a section; set one of its fields "
-                          f"({', '.join(f.name for f in dataclasses.fields(current))})")
-    return dataclasses.replace(obj, **{head: _checked(typing.get_type_hints(type(obj))[head], value, key)})
-
-
-def _checked(tp: Any, value: Any, key: str) -> Any:
-    """``value`` as the field type ``tp`` wants it, or a ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {value!r}")
-    if origin is tuple:
-        if isinstance(value, list | tuple):
-            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-            if Ellipsis not in typing.get_args(tp) and len(value) != len(args):
-                raise ConfigError(f"{key} needs {len(args)} values, got {len(value)}")
-            return tuple(_checked(args[min(i, len(args) - 1)], v, key) for i, v in enumerate(value))
-        raise ConfigError(f"{key} needs a JSON list, got {value!r}")
-    ok = {bool: lambda v: isinstance(v, bool),
-          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str)}.get(tp)
-    if ok is None or not ok(value):
-        name = getattr(tp, "__name__", str(tp))
-        raise ConfigError(f"{key} must be of type {name}, got {value!r}")
-    return float(value) if tp is float else value
-
-
 # --------------------------------------------------------------------------------------------------- presets
 
 
@@ -308,7 +272,67 @@ def _paper() -> Sat2SoundConfig:
     )
 
 
-PRESETS: dict[str, typing.Callable[[], Sat2SoundConfig]] = {"tiny": _tiny, "default": _default, "paper": _paper}
+# The six released checkpoints (``{bingmap,sentinel,SoundingEarth}_{nometa,withmeta}.ckpt``): the authors' exact
+# architecture. sat type -> (our imagery column, metadata fields; SoundingEarth has no audio-source field).
+PUBLISHED_SATS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bingmap": ("bingmap", META_FIELDS),
+    "sentinel": ("sentinel", META_FIELDS),
+    "soundingearth": ("googleearth", tuple(f for f in META_FIELDS if f != "audio_source")),
+}
+
+
+def published_preset_name(sat: str, with_meta: bool) -> str:
+    return f"published-{sat.lower()}-{'meta' if with_meta else 'nometa'}"
+
+
+def _published_arch(base: Sat2SoundConfig, name: str, imagery: str, fields: tuple[str, ...], with_meta: bool,
+                    htsat: HTSATConfig, fusion_heads: int, ffn: int) -> Sat2SoundConfig:
+    """``base``'s sizes with the published model's architecture: HTSAT audio, FLAN-T5 text, post-norm fusion
+    (FFN ``ffn``, none without metadata), the ViT's LayerNorm eps 1e-6, x-first GSD encoding, no codebook mask."""
+    m = base.model
+    return dataclasses.replace(
+        base, name=name,
+        image=dataclasses.replace(base.image, imagery=imagery),
+        model=dataclasses.replace(
+            m,
+            image=dataclasses.replace(m.image, ln_eps=1e-6, pos_order="xy"),
+            fusion=dataclasses.replace(m.fusion, use_metadata=with_meta, layers=m.fusion.layers if with_meta else 0,
+                                       heads=fusion_heads, norm_first=False, ffn_hidden=ffn, mask_codebook=False,
+                                       zero_padded=True, meta_fields=fields),
+            audio=AudioEncoderConfig(width=htsat.width, heads=htsat.heads[-1], kind="htsat", htsat=htsat),
+        ),
+    )
+
+
+def _published(sat: str, with_meta: bool) -> Sat2SoundConfig:
+    imagery, fields = PUBLISHED_SATS[sat]
+    paper = _paper()
+    paper = dataclasses.replace(paper, model=dataclasses.replace(
+        paper.model, text=TextConfig(backbone="flan-t5", max_tokens=512, width=1024, export_tokens=64)))
+    return _published_arch(paper, published_preset_name(sat, with_meta), imagery, fields, with_meta,
+                           HTSATConfig(), fusion_heads=8, ffn=2048)
+
+
+def _published_tiny() -> Sat2SoundConfig:
+    """The published architecture at seconds-fast sizes (tests, and imports of small fixtures)."""
+    tiny = _tiny()
+    base = dataclasses.replace(
+        tiny, audio=AudioConfig(sample_rate=8000, clip_seconds=0.4, n_fft=128, hop_length=32, n_mels=32,
+                                f_min=50.0, f_max=4000.0),
+        model=dataclasses.replace(
+            tiny.model, image=ImageEncoderConfig(width=32, depth=2, heads=2, projector_hidden=32),
+            fusion=FusionConfig(layers=2, heads=2, meta_hidden=64),
+            text=TextConfig(backbone="flan-t5", max_tokens=512, width=24, export_tokens=16),
+            codebook=CodebookConfig(size=64, dim=32, temperature=1000.0)))
+    htsat = HTSATConfig(embed_dim=8, depths=(2, 2, 2, 2), heads=(1, 2, 2, 4), window=4, patch=4, spec_size=64)
+    return _published_arch(base, "published-tiny", "bingmap", META_FIELDS, True, htsat, fusion_heads=2, ffn=48)
+
+
+PRESETS: dict[str, typing.Callable[[], Sat2SoundConfig]] = {"tiny": _tiny, "default": _default, "paper": _paper,
+                                                             "published-tiny": _published_tiny}
+for _sat in PUBLISHED_SATS:
+    for _meta in (True, False):
+        PRESETS[published_preset_name(_sat, _meta)] = lambda s=_sat, m=_meta: _published(s, m)
 
 
 def get_preset(name: str) -> Sat2SoundConfig:
@@ -371,9 +395,19 @@ def _student_paper() -> Sat2SoundConfig:
     )
 
 
+def _student_published(teacher: str) -> Sat2SoundConfig:
+    # the paper student's towers under a published teacher (its FLAN-T5 text, imagery and metadata fields)
+    paper_student = _student_paper()
+    return _student_of(get_preset(teacher), f"student-{teacher}", paper_student.image.image_size,
+                       paper_student.model.image, 1, paper_student.model.audio, paper_student.train)
+
+
 # The one teacher -> student preset mapping: which teacher preset each student preset was sized against.
 STUDENT_OF_TEACHER: dict[str, str] = {"tiny": "student-tiny", "default": "student-default", "paper": "student-paper"}
 PRESETS.update({"student-tiny": _student_tiny, "student-default": _student_default, "student-paper": _student_paper})
+for _teacher in [name for name in PRESETS if name.startswith("published-")]:
+    STUDENT_OF_TEACHER[_teacher] = f"student-{_teacher}"
+    PRESETS[f"student-{_teacher}"] = lambda t=_teacher: _student_published(t)
 
 
 def student_preset_for(teacher_preset: str) -> str | None:

@@ -1,5 +1,6 @@
 """Command-line overrides of a preset and the config check of a resumed run.
 
+``set_values`` applies ``--set dotted.key=VALUE`` assignments, type-checked against the dataclass fields.
 ``override_config`` applies the options of ``sat2sound train`` / ``sat2sound distill`` (``--epochs``, ``--lr``, ...)
 with ``dataclasses.replace``, so the result is what the checkpoint's config.json records. ``config_differences``
 lists what a saved run's config and the current one disagree on, except the fields a resumed run may change.
@@ -8,10 +9,13 @@ lists what a saved run's config and the current one disagree on, except the fiel
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import json
+import typing
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from contracts.errors import ConfigError
+from core.config import ImageConfig
 
 if TYPE_CHECKING:
     from core.config import Sat2SoundConfig
@@ -80,3 +84,67 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     a, b = _flat(saved), _flat(current)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
+
+
+def set_values(cfg: Any, assignments: Sequence[str]) -> Any:
+    """Apply ``dotted.key=VALUE`` overrides (``sat2sound train --set image.image_size=128``) to a config.
+
+    VALUE is read as JSON (``128``, ``0.5``, ``true``, ``[1, 3, 5]``) or else taken as a string (``global``). The
+    key must name a field that is not itself a section, and the value must have that field's type; anything else
+    is a ConfigError naming the key and what was expected.
+    """
+    for item in assignments:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set needs KEY=VALUE (e.g. image.image_size=128), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        cfg = _set_path(cfg, key.split("."), value, key)
+    image = getattr(cfg, "image", None)
+    if isinstance(image, ImageConfig) and image.image_size % image.patch_size:
+        raise ConfigError(f"image.image_size {image.image_size} is not a multiple of image.patch_size "
+                          f"{image.patch_size}")
+    return cfg
+
+
+def _set_path(obj: Any, path: list[str], value: Any, key: str) -> Any:
+    names = [f.name for f in dataclasses.fields(obj)]
+    head = path[0]
+    if head not in names:
+        raise ConfigError(f"unknown config key {key!r}: {type(obj).__name__} has {', '.join(names)}")
+    current = getattr(obj, head)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown config key {key!r}: {head!r} is a value, not a section")
+        return dataclasses.replace(obj, **{head: _set_path(current, path[1:], value, key)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"config key {key!r} is a section; set one of its fields "
+                          f"({', '.join(f.name for f in dataclasses.fields(current))})")
+    return dataclasses.replace(obj, **{head: _checked(typing.get_type_hints(type(obj))[head], value, key)})
+
+
+def _checked(tp: Any, value: Any, key: str) -> Any:
+    """``value`` as the field type ``tp`` wants it, or a ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, list | tuple):
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            if Ellipsis not in typing.get_args(tp) and len(value) != len(args):
+                raise ConfigError(f"{key} needs {len(args)} values, got {len(value)}")
+            return tuple(_checked(args[min(i, len(args) - 1)], v, key) for i, v in enumerate(value))
+        raise ConfigError(f"{key} needs a JSON list, got {value!r}")
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}.get(tp)
+    if ok is None or not ok(value):
+        name = getattr(tp, "__name__", str(tp))
+        raise ConfigError(f"{key} must be of type {name}, got {value!r}")
+    return float(value) if tp is float else value

@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING
 from contracts.errors import ConfigError
 from core.cli import main as cli_main
 from core.cli_args import add_shared
-from core.config import get_preset, set_values
-from core.config_overrides import override_config
+from core.config import get_preset
+from core.config_overrides import override_config, set_values
 from core.trainer import train
 
 if TYPE_CHECKING:

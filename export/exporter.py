@@ -161,7 +161,9 @@ def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iter
         if run.failures:
             raise ParityError(f"parity check failed for {len(run.failures)} file(s); nothing was written:\n"
                               + format_failures(run.failures))
-        tokenizer = copy_tokenizer(run.model, stage, run.cfg.model.text.max_tokens) if "text" in towers_t else []
+        text_cfg = run.cfg.model.text
+        tokenizer = (copy_tokenizer(run.model, stage, text_cfg.export_tokens or text_cfg.max_tokens)
+                     if "text" in towers_t else [])
         manifest = build_manifest(
             loaded, targets=targets, towers=towers_t, files=run.files, tokenizer_files=tokenizer,
             quantization={"int8": int8, "onnx_int8_source": _int8_source(given_int8), "float_kept": FLOAT_KEPT},

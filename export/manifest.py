@@ -115,10 +115,11 @@ def preprocessing(cfg: Sat2SoundConfig) -> dict[str, Any]:
             "tokenizer_dir": TOKENIZER_DIR,
             "tokenizer": f"{TOKENIZER_DIR}/tokenizer.json (load with tokenizers.Tokenizer.from_file)",
             "backbone": cfg.model.text.backbone,
-            "max_tokens": cfg.model.text.max_tokens,
+            "max_tokens": cfg.model.text.export_tokens or cfg.model.text.max_tokens,
             "padding": "pad (and truncate) to max_tokens; attention_mask 1 for tokens, 0 for padding. The shipped "
                        "tokenizer.json already does both (tokenizers.Tokenizer.from_file(...).encode_batch)",
-            "special_tokens": "[CLS] text [SEP] as the tokenizer's post-processor adds them",
+            "special_tokens": ("text </s> (no start token)" if cfg.model.text.backbone == "flan-t5" else
+                               "[CLS] text [SEP]") + " as the tokenizer's post-processor adds them",
             "dtype": "int64 (int32 on TFLite / Core ML)",
         },
     }
@@ -144,8 +145,10 @@ def copy_tokenizer(model: Any, out_dir: Path, max_tokens: int) -> list[str]:
     spec = json.loads((dst / "tokenizer.json").read_text(encoding="utf-8"))
     spec["truncation"] = {**(spec.get("truncation") or {"strategy": "LongestFirst", "stride": 0}),
                           "max_length": int(max_tokens), "direction": "Right"}
-    pad = spec.get("padding") or {"direction": "Right", "pad_to_multiple_of": None, "pad_id": 0, "pad_type_id": 0,
-                                  "pad_token": "[PAD]"}
+    tok = getattr(model.text_backbone, "tokenizer", None)
+    pad = spec.get("padding") or {"direction": "Right", "pad_to_multiple_of": None,
+                                  "pad_id": int(getattr(tok, "pad_token_id", None) or 0), "pad_type_id": 0,
+                                  "pad_token": str(getattr(tok, "pad_token", None) or "[PAD]")}
     spec["padding"] = {**pad, "strategy": {"Fixed": int(max_tokens)}}
     (dst / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     return copied

@@ -108,11 +108,13 @@ class AudioWaveTower(AudioTower):
 
 
 class TextTower(Tower):
-    """Token ids (B, T) + attention mask (B, T) -> embedding: frozen MiniLM + text query map + codebook head.
+    """Token ids (B, T) + attention mask (B, T) -> embedding: frozen text backbone + text query map + codebook head.
 
-    The BERT embeddings and encoder are called directly with an additive key mask built here, instead of through
-    ``BertModel.forward``: its mask helpers emit ops Core ML cannot convert (``new_ones``, ``__and__``), and
-    ``-1e4`` (not the float32 minimum) keeps the mask finite in float16. Numerically this is the same model.
+    For MiniLM the BERT embeddings and encoder are called directly with an additive key mask built here, instead of
+    through ``BertModel.forward``: its mask helpers emit ops Core ML cannot convert (``new_ones``, ``__and__``), and
+    ``-1e4`` (not the float32 minimum) keeps the mask finite in float16. Numerically this is the same model. A
+    FLAN-T5 encoder (the published model's) is run block by block the same way, with its relative-position bias
+    computed once for the fixed export length (``text.export_tokens``) and kept as a constant.
     """
 
     INPUTS = ("input_ids", "attention_mask")
@@ -123,9 +125,26 @@ class TextTower(Tower):
         backbone = model.text_backbone
         # A registered submodule, so the exporters see its weights; the Sat2Sound state dict is not touched.
         self.bert = backbone.model.eval()
+        self.is_t5 = backbone.name == "flan-t5"
+        if self.is_t5:
+            text = model.cfg.model.text
+            length = text.export_tokens or text.max_tokens
+            with torch.no_grad():
+                bias = self.bert.encoder.block[0].layer[0].SelfAttention.compute_bias(length, length)
+            self.register_buffer("t5_position_bias", bias.float(), persistent=False)
+
+    def t5_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        stack = self.bert.encoder
+        mask = ((1.0 - attention_mask.to(torch.float32)) * MASK_BIAS)[:, None, None, :]
+        hidden = stack.embed_tokens(input_ids)
+        for block in stack.block:
+            hidden = block(hidden, attention_mask=mask, position_bias=self.t5_position_bias)[0]
+        return stack.final_layer_norm(hidden)
 
     def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """MiniLM last hidden states (B, T, 384)."""
+        """The backbone's last hidden states (B, T, width)."""
+        if self.is_t5:
+            return self.t5_states(input_ids, attention_mask)
         keep = attention_mask.to(torch.float32)
         hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
         bias = ((1.0 - keep) * MASK_BIAS)[:, None, None, :]
@@ -220,10 +239,13 @@ def example_texts(batch: int, *, seed: int = 0) -> list[str]:
 
 
 def tokenize(cfg: Sat2SoundConfig, texts: list[str]) -> dict[str, torch.Tensor]:
-    """Token ids and mask padded to ``cfg.model.text.max_tokens``: the fixed sequence length every export uses."""
+    """Token ids and mask padded to the fixed sequence length every export uses (``text.export_tokens``, or
+    ``max_tokens`` when that is 0)."""
     from core.model.text_backbone import get_text_backbone
 
-    backbone = get_text_backbone(cfg.model.text.backbone, cfg.model.text.max_tokens)
-    tok = backbone.tokenizer(list(texts), padding="max_length", truncation=True,
-                             max_length=cfg.model.text.max_tokens, return_tensors="pt")
+    text = cfg.model.text
+    backbone = get_text_backbone(text.backbone, text.max_tokens, text.path, expected_width=text.width)
+    length = text.export_tokens or text.max_tokens
+    tok = backbone.tokenizer(list(texts), padding="max_length", truncation=True, max_length=length,
+                             return_tensors="pt")
     return {"input_ids": tok["input_ids"].to(torch.int64), "attention_mask": tok["attention_mask"].to(torch.int64)}

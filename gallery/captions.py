@@ -1,4 +1,5 @@
-"""Caption sources for a gallery: a dataset folder (its LLaVA image captions), a text file, a CSV, or a clip folder.
+"""Caption sources for a gallery: a dataset folder (its LLaVA image captions), a text file, a CSV, a clip folder,
+or the authors' public-demo HDF5 gallery.
 
 Every source becomes a list of ``CaptionRecord``: one per distinct caption text (the content id is the sha1 of the
 whitespace-normalised caption, so the same caption from several samples/zooms is one item whose provenance lists
@@ -12,6 +13,11 @@ them all), in a deterministic order so ``--limit`` and resumed builds see the sa
   ``zoom``, ``lat``/``latitude``, ``lon``/``longitude``, ``split``.
 - clip folder (import renderer): ``clips.csv`` as above (audio paths relative to the folder), or audio files with a
   caption in a ``.txt`` file of the same stem.
+- HDF5 file (``.h5``/``.hdf5``, gallery/demo_hdf5.py): the public Sat2Sound demo's gallery, one caption per sample
+  and zoom (``llava_caption_zl{z}``) with its synthesised clip (``synth_audio_zl{z}``, read lazily by row), provenance
+  sample_id, zoom and row.
+
+``zooms`` keeps the captions of those zoom levels only (HDF5 and dataset folders, whose captions have a zoom).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class CaptionRecord:
     provenance: list[dict[str, Any]] = field(default_factory=list)
     audio_path: Path | None = None
     origin: str = ""  # "file:row" of its first occurrence, for error messages
+    audio_item: tuple[str, int] | None = None  # (dataset, row) of the clip inside the HDF5 file ``audio_path``
 
     @property
     def first(self) -> dict[str, Any]:
@@ -63,14 +70,16 @@ class _Collector:
         self.records: dict[str, CaptionRecord] = {}
         self.keep_audio = keep_audio
 
-    def add(self, text: str, provenance: dict[str, Any] | None, origin: str, audio_path: Path | None = None) -> None:
+    def add(self, text: str, provenance: dict[str, Any] | None, origin: str, audio_path: Path | None = None, *,
+            audio_item: tuple[str, int] | None = None) -> None:
         caption = normalise_caption(text)
         if not caption:
             return
         cid = caption_id(caption)
         rec = self.records.get(cid)
         if rec is None:
-            self.records[cid] = CaptionRecord(cid, caption, [provenance] if provenance else [], audio_path, origin)
+            self.records[cid] = CaptionRecord(cid, caption, [provenance] if provenance else [], audio_path, origin,
+                                              audio_item)
             return
         if self.keep_audio and audio_path is not None:
             raise DataError(f"caption repeated with another clip (first at {rec.origin}); a gallery plays one clip "
@@ -80,21 +89,33 @@ class _Collector:
 
 
 def read_captions(source: str | Path, *, splits: tuple[str, ...] | None = None, imagery: str | None = None,
-                  limit: int | None = None, need_audio: bool = False) -> list[CaptionRecord]:
+                  limit: int | None = None, need_audio: bool = False,
+                  zooms: tuple[int, ...] | None = None) -> list[CaptionRecord]:
     """Read a caption source (see module doc). ``need_audio``: every record must name an audio file (import)."""
     source = Path(source)
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be at least 1, got {limit}")
     if not source.exists():
         raise DataError("caption source does not exist", path=source)
-    if source.is_dir():
+    hdf5 = source.is_file() and source.suffix.lower() in (".h5", ".hdf5")
+    if zooms is not None and not (hdf5 or (source.is_dir() and _dataset_splits(source))):
+        raise DataError("--zoom picks captions of an HDF5 gallery or a dataset folder; this source has no zooms",
+                        path=source)
+    if hdf5:
+        if splits is not None or imagery is not None:
+            raise DataError("the HDF5 demo gallery has no splits or imagery columns: drop --split/--imagery",
+                            path=source)
+        from gallery.demo_hdf5 import read_demo_captions
+
+        records = read_demo_captions(source, zooms=zooms, need_audio=need_audio, limit=limit)
+    elif source.is_dir():
         if (source / CLIPS_CSV).is_file():
             records = _read_csv(source / CLIPS_CSV, base=source, need_audio=need_audio)
         elif _dataset_splits(source):
             if need_audio:
                 raise DataError("the import renderer needs a clips.csv (id,caption,audio_path) or a folder of audio "
                                 "files with .txt captions, not a dataset folder", path=source)
-            records = _read_dataset(source, splits=splits, imagery=imagery)
+            records = _read_dataset(source, splits=splits, imagery=imagery, zooms=zooms)
         elif any(p.suffix.lower() in AUDIO_SUFFIXES for p in source.iterdir()):
             records = _read_clip_folder(source)
         else:
@@ -217,7 +238,8 @@ def _dataset_splits(root: Path) -> list[str]:
     return [s for s in available_splits(root) if s in SPLITS]
 
 
-def _read_dataset(root: Path, *, splits: tuple[str, ...] | None, imagery: str | None) -> list[CaptionRecord]:
+def _read_dataset(root: Path, *, splits: tuple[str, ...] | None, imagery: str | None,
+                  zooms: tuple[int, ...] | None = None) -> list[CaptionRecord]:
     """Caption columns of every split (train, validation, test order) through the one loader's layout reader."""
     from core.data.layouts import open_rows
 
@@ -230,10 +252,11 @@ def _read_dataset(root: Path, *, splits: tuple[str, ...] | None, imagery: str | 
     for split in use:
         reader = open_rows(root, split)
         cols = [(c, m["imagery"], int(m["zoom"])) for c in reader.columns if (m := _CAPTION_COLUMN.match(c))
-                and (imagery is None or m["imagery"] == imagery)]
+                and (imagery is None or m["imagery"] == imagery) and (zooms is None or int(m["zoom"]) in zooms)]
         if not cols:
             raise DataError("no llava_caption_<imagery>_zl<zoom> column"
-                            + (f" for imagery {imagery!r}" if imagery else ""), path=root)
+                            + (f" for imagery {imagery!r}" if imagery else "")
+                            + (f" for zoom {','.join(map(str, zooms))}" if zooms else ""), path=root)
         extra = [c for c in ("sample_id", "latitude", "longitude") if c in reader.columns]
         for start, table in reader.chunks(columns=extra + [c for c, _, _ in cols]):
             data = table.to_pydict()

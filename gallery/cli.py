@@ -4,9 +4,14 @@ Examples::
 
     sat2sound gallery build --ckpt runs/teacher --captions runs/world --renderer procedural --out runs/gallery
     sat2sound gallery build --ckpt runs/teacher --captions tangoflux/clips.csv --renderer import --out runs/tf
+    sat2sound gallery build --ckpt runs/teacher --captions demo.h5 --renderer import --zoom 1,3 --out runs/demo
     sat2sound gallery query runs/gallery --text "waves breaking on a sandy beach" --k 5 --play-out top.ogg
     sat2sound gallery query runs/gallery --at=42.0,-93.5 --zoom 3 --hour 6 --month 5
     sat2sound gallery info runs/gallery --verify
+
+``demo.h5`` is the authors' public-demo gallery (gallery/demo_hdf5.py): one item per sample and zoom, its
+``llava_caption_zl{z}`` re-embedded by our model (the file's ``text_embedding_zl*`` are never used) and its
+``synth_audio_zl{z}`` clip (44.1 kHz) resampled to the gallery rate and cut to ``--seconds``.
 
 (Write ``--at=LAT,LON`` with an equals sign when the latitude is negative, or argparse reads it as an option.)
 """
@@ -32,12 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="render, embed and index a caption gallery (resumable)")
     b.add_argument("--ckpt", required=True, type=Path, help="teacher checkpoint folder (embeds captions and clips)")
     b.add_argument("--captions", required=True, type=Path,
-                   help="dataset folder (its LLaVA captions), text file (one per line), CSV, or clip folder")
+                   help="dataset folder (its LLaVA captions), text file (one per line), CSV, clip folder, or the "
+                        "public demo's HDF5 gallery (.h5/.hdf5)")
     b.add_argument("--renderer", default="procedural", choices=("procedural", "import"),
-                   help="procedural: synthesise each caption's sources; import: clips made elsewhere (CSV/folder)")
+                   help="procedural: synthesise each caption's sources; import: clips made elsewhere (CSV/folder, "
+                        "or the HDF5 gallery's synth_audio_zl{z})")
     b.add_argument("--out", required=True, type=Path, help="gallery folder (rerun with the same folder to resume)")
     b.add_argument("--limit", type=int, default=None, help="at most this many distinct captions")
     b.add_argument("--split", default=None, help="dataset split(s) to take captions from, comma-separated")
+    b.add_argument("--zoom", default=None, metavar="Z[,Z...]",
+                   help="caption zoom levels to take, e.g. 1,3,5 (HDF5 gallery or dataset folder; default all)")
     b.add_argument("--imagery", default=None, help="caption columns of this imagery only (bingmap, sentinel...)")
     b.add_argument("--batch-size", type=int, default=32, help="items per batch (and per database transaction)")
     b.add_argument("--clip-format", default="ogg", choices=CLIP_FORMATS)
@@ -103,7 +112,7 @@ def _build(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise DataError(str(exc)) from None
     records = read_captions(args.captions, splits=splits, imagery=args.imagery, limit=args.limit,
-                            need_audio=args.renderer == "import")
+                            need_audio=args.renderer == "import", zooms=_zooms(args.zoom))
     embedder = TeacherEmbedder(args.ckpt, threads=args.threads)
     rate = args.sample_rate or embedder.sample_rate
     if args.clip_audio and args.renderer != "procedural":
@@ -118,6 +127,19 @@ def _build(args: argparse.Namespace) -> int:
                            ef_construction=args.ef_construction, extra_meta=extra, progress=not args.no_progress)
     print(report.summary())
     return 0
+
+
+def _zooms(text: str | None) -> tuple[int, ...] | None:
+    """``--zoom 1,3,5`` -> (1, 3, 5); None when not given."""
+    if text is None:
+        return None
+    try:
+        zooms = tuple(dict.fromkeys(int(z) for z in text.split(",") if z.strip()))
+    except ValueError:
+        zooms = ()
+    if not zooms or min(zooms) < 1:
+        raise GalleryError(f"--zoom wants zoom levels like 1,3,5, got {text!r}")
+    return zooms
 
 
 # ---------------------------------------------------------------------------------------------------- query

@@ -6,7 +6,9 @@
   it where one is installed (the world's source material, never a held-out clip), else synthesised. This
   stands in for the paper's TangoFlux, which needs a GPU and weights we lack.
 - ``import``: clips made elsewhere (e.g. TangoFlux, 10 s at 44.1 kHz), mapped to captions by a CSV or a folder; they
-  are decoded, mixed to mono, resampled to the gallery rate and cut to at most ``seconds``.
+  are decoded, mixed to mono, resampled to the gallery rate and cut to at most ``seconds``. A record from the
+  public demo's HDF5 gallery (``audio_item`` set) reads its ``synth_audio_zl{z}`` row (44.1 kHz) from the file
+  instead of decoding an audio file, then goes the same way.
 """
 
 from __future__ import annotations
@@ -99,11 +101,17 @@ class ImportRenderer:
 
     def render(self, record: CaptionRecord) -> RenderedClip:
         from core.config import AudioConfig
-        from core.data.audio_io import load_audio
+        from core.data.audio_io import load_audio, resample
 
-        cfg = replace(AudioConfig(), sample_rate=self.sample_rate)
-        wave = load_audio(record.audio_path, cfg, name_for_errors=f"{record.audio_path} ({record.origin})",
-                          field="audio_path")
+        if record.audio_item is not None:  # a row of an HDF5 gallery: read by row, not decoded from a file
+            from gallery.demo_hdf5 import read_demo_clip
+
+            raw, rate = read_demo_clip(record.audio_path, *record.audio_item)
+            wave = resample(raw, rate, self.sample_rate)
+        else:
+            cfg = replace(AudioConfig(), sample_rate=self.sample_rate)
+            wave = load_audio(record.audio_path, cfg, name_for_errors=f"{record.audio_path} ({record.origin})",
+                              field="audio_path")
         if self.seconds is not None:
             wave = wave[: int(round(self.seconds * self.sample_rate))]
         peak = float(np.max(np.abs(wave))) if wave.size else 0.0

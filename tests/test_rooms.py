@@ -21,15 +21,17 @@ ALLOWED: dict[str, set[str]] = {
     "contracts": set(),
     "world": {"contracts"},
     "core": {"contracts", "world"},
+    "published": {"contracts", "core"},
     "export": {"contracts", "core"},
     "compress": {"contracts", "core", "export"},
     "gallery": {"contracts", "core", "world"},
     "bundle": {"contracts", "core", "world", "export", "compress", "gallery", "mobile_app"},
     "mobile_app": {"contracts", "gallery"},
-    "benchmarks": {"contracts", "core", "world", "export", "compress", "gallery", "bundle", "mobile_app"},
+    "benchmarks": {"contracts", "core", "world", "published", "export", "compress", "gallery", "bundle",
+                   "mobile_app"},
 }
 ROOMS = tuple(ALLOWED)
-BUILD_ROOMS = {"world", "core", "export", "compress", "bundle", "benchmarks"}
+BUILD_ROOMS = {"world", "core", "published", "export", "compress", "bundle", "benchmarks"}
 # The gallery's read path: what a phone runs to search a gallery and play its clips.
 GALLERY_DEVICE = tuple(f"gallery/{name}.py" for name in READ_PATH_MODULES)
 # Third-party packages the build side may use and a phone has not.

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from contracts.errors import CheckpointError, ConfigError
-from core.config import get_preset, set_values
-from core.config_overrides import config_differences, override_config
+from core.config import get_preset
+from core.config_overrides import config_differences, override_config, set_values
 from core.epoch_loop import epoch_order, run_epochs
 from core.optim import lr_at, make_optimizer, no_decay
 from core.run_log import JsonlLog

@@ -1,5 +1,9 @@
 """Audio tower: log-mel (B, frames, mels) -> frame-level tokens (B, T, width).
 
+``build_audio_encoder`` picks the tower by ``AudioEncoderConfig.kind``: "transformer" (``AudioEncoder`` below) or
+"htsat" (the published MGA-CLAP HTSAT, ``core.model.htsat.HTSATEncoder``). Both take (B, frames, mels) and have
+``width`` and ``n_tokens``.
+
 A patch embedding turns time_patch x freq_patch blocks of the spectrogram into tokens, then a transformer with a
 1-D sin-cos time encoding. (The paper uses HTSAT from MGA-CLAP; no such weights ship offline, so the tower is
 trained from scratch and sized per preset; the `paper` preset matches HTSAT's width and parameter budget.)
@@ -10,7 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from contracts.errors import ConfigError
 from core.config import AudioConfig, AudioEncoderConfig
+from core.model.htsat import HTSATEncoder
 from core.model.posenc import time_encoding
 from core.model.transformer import Encoder
 
@@ -42,3 +48,16 @@ class AudioEncoder(nn.Module):
         x = x.permute(0, 2, 3, 1).reshape(b, t * f, w)
         pos = time_encoding(t, w, x.device).repeat_interleave(f, dim=0)
         return self.norm(self.encoder(x + pos))
+
+
+def build_audio_encoder(audio: AudioConfig, enc: AudioEncoderConfig) -> nn.Module:
+    """The audio tower ``enc.kind`` names; ConfigError for an unknown kind or an htsat whose width is not
+    ``enc.htsat.width``."""
+    if enc.kind == "transformer":
+        return AudioEncoder(audio, enc)
+    if enc.kind == "htsat":
+        if enc.width != enc.htsat.width:
+            raise ConfigError(f"audio encoder width {enc.width} must equal the htsat output width "
+                              f"{enc.htsat.width} (embed_dim * 2**(stages - 1)) for kind 'htsat'")
+        return HTSATEncoder(audio, enc)
+    raise ConfigError(f"unknown audio encoder kind {enc.kind!r}; known kinds: htsat, transformer")

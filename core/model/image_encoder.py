@@ -22,7 +22,8 @@ class ImageEncoder(nn.Module):
         self.grid = image.grid
         self.width = enc.width
         self.patch_embed = nn.Conv2d(3, enc.width, kernel_size=image.patch_size, stride=image.patch_size)
-        self.encoder = Encoder(enc.width, enc.depth, enc.heads, enc.mlp_ratio)
+        self.pos_order = enc.pos_order
+        self.encoder = Encoder(enc.width, enc.depth, enc.heads, enc.mlp_ratio, eps=enc.ln_eps)
         self.projector = nn.Sequential(
             nn.Linear(enc.width, enc.projector_hidden), nn.GELU(), nn.Linear(enc.projector_hidden, out_dim)
         )
@@ -30,5 +31,5 @@ class ImageEncoder(nn.Module):
     def forward(self, image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """image (B,3,S,S), scale (B,) = zoom x GSD -> patch tokens (B, grid*grid, out_dim)."""
         x = self.patch_embed(image).flatten(2).transpose(1, 2)
-        x = x + gsd_grid_encoding(self.grid, self.width, scale)
+        x = x + gsd_grid_encoding(self.grid, self.width, scale, self.pos_order)
         return self.projector(self.encoder(x))

@@ -2,7 +2,8 @@
 
 Encodings as the paper's public code: lat/lon -> sin/cos of pi*lat/90 and pi*lon/180; month -> 2*pi*m/12;
 hour -> 2*pi*h/23 (the public code divides by 23). Continuous fields go through Linear(k, 64)-GELU-Linear(64, d);
-sources are embeddings. A missing field, or one dropped in training, is zeroed and padding-masked.
+sources are embeddings. A missing field, or one dropped in training, is zeroed and padding-masked. ``fields`` picks
+which tokens exist (the published SoundingEarth models have no audio-source token); the order stays META_FIELDS'.
 """
 
 from __future__ import annotations
@@ -22,33 +23,37 @@ def _mlp(k: int, hidden: int, d: int) -> nn.Sequential:
 
 
 class MetadataTokens(nn.Module):
-    def __init__(self, d: int, hidden: int, drop_prob: float = 0.5):
+    def __init__(self, d: int, hidden: int, drop_prob: float = 0.5, fields: tuple[str, ...] = META_FIELDS):
         super().__init__()
-        self.latlon = _mlp(4, hidden, d)
-        self.month = _mlp(2, hidden, d)
-        self.hour = _mlp(2, hidden, d)
-        self.audio_source = nn.Embedding(len(AUDIO_SOURCES), d)
-        self.caption_source = nn.Embedding(len(CAPTION_SOURCES), d)
+        unknown = sorted(set(fields) - set(META_FIELDS))
+        if unknown or not fields:
+            raise ValueError(f"metadata fields must be a non-empty subset of {META_FIELDS}, got {fields}")
+        self.fields = tuple(f for f in META_FIELDS if f in fields)
+        self.columns = [META_FIELDS.index(f) for f in self.fields]  # which meta_mask columns are read
+        makers = {"latlon": lambda: _mlp(4, hidden, d), "month": lambda: _mlp(2, hidden, d),
+                  "hour": lambda: _mlp(2, hidden, d), "audio_source": lambda: nn.Embedding(len(AUDIO_SOURCES), d),
+                  "caption_source": lambda: nn.Embedding(len(CAPTION_SOURCES), d)}
+        for name in self.fields:
+            self.add_module(name, makers[name]())
         self.drop_prob = drop_prob
 
+    def _token(self, name: str, meta: dict[str, torch.Tensor]) -> torch.Tensor:
+        if name == "latlon":
+            lat = meta["lat"].float() * (math.pi / 90.0)
+            lon = meta["lon"].float() * (math.pi / 180.0)
+            return self.latlon(torch.stack([torch.sin(lat), torch.cos(lat), torch.sin(lon), torch.cos(lon)], dim=-1))
+        if name in ("month", "hour"):
+            angle = meta[name].float() * (2 * math.pi / (12.0 if name == "month" else 23.0))
+            return getattr(self, name)(torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1))
+        n = len(AUDIO_SOURCES) if name == "audio_source" else len(CAPTION_SOURCES)
+        return getattr(self, name)(meta[name].long().clamp(0, n - 1))
+
     def forward(self, meta: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> tokens (B, 5, d) and pad mask (B, 5), True where the field is missing or dropped."""
-        lat = meta["lat"].float() * (math.pi / 90.0)
-        lon = meta["lon"].float() * (math.pi / 180.0)
-        month = meta["month"].float() * (2 * math.pi / 12.0)
-        hour = meta["hour"].float() * (2 * math.pi / 23.0)
-        latlon = torch.stack([torch.sin(lat), torch.cos(lat), torch.sin(lon), torch.cos(lon)], dim=-1)
-        tokens = torch.stack(
-            [
-                self.latlon(latlon),
-                self.month(torch.stack([torch.sin(month), torch.cos(month)], dim=-1)),
-                self.hour(torch.stack([torch.sin(hour), torch.cos(hour)], dim=-1)),
-                self.audio_source(meta["audio_source"].long().clamp(0, len(AUDIO_SOURCES) - 1)),
-                self.caption_source(meta["caption_source"].long().clamp(0, len(CAPTION_SOURCES) - 1)),
-            ],
-            dim=1,
-        )
+        """-> tokens (B, F, d) and pad mask (B, F), True where the field is missing or dropped (F fields)."""
+        tokens = torch.stack([self._token(name, meta) for name in self.fields], dim=1)
         keep = meta["meta_mask"].float()
+        if len(self.fields) != keep.shape[1]:
+            keep = keep[:, self.columns]
         if self.training and self.drop_prob > 0:
             keep = keep * self._drop_half(keep)
         tokens = tokens * keep.unsqueeze(-1)

