@@ -21,6 +21,8 @@ TOWERS = ("image", "audio", "text")
 # paper-size calls take 0.1-2 s: a few timed calls each, boxed
 BUDGET = Budget(warmup_calls=1, warmup_s=0.0, run_s=4.0, min_runs=3, max_runs=50, hard_s=10.0, floor_runs=3)
 PAPER_CPU_MS = 500.0
+FULL_WORLD_TRAIN = 4800  # the world's default 6000 samples, 80% train
+REGION = "-90.25,38.60,-90.20,38.65"  # about 4 x 5.5 km of St. Louis: the paper-size tiles cover ~200 m each
 
 
 def latency(teacher: Path, work: Path, threads: tuple[int, ...]) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def _params(model: Any) -> dict[str, int]:
 
 def latency_markdown(lat: dict[str, Any], threads: list[int]) -> list[str]:
     head = " | ".join(f"p50 ms @{t}" for t in threads)
-    lines = ["## Paper-size towers at batch 1", "",
+    lines = ["## The towers at batch 1", "",
              f"| tower | model | runtime | {head} | MB | cosine to PyTorch fp32 |",
              "|---|---|---|" + "---:|" * len(threads) + "---:|---:|"]
     for r in lat["rows"]:
@@ -114,8 +116,8 @@ def chain(teacher: Path, work: Path, *, samples: int, steps: int) -> dict[str, A
                     "--force", "--int8-min-cos", "0.0", "--no-progress"], ("int8",)),
         ("gallery", ["gallery", "build", "--ckpt", str(teacher), "--captions", str(data), "--renderer",
                      "procedural", "--limit", "48", "--out", str(gallery), "--no-progress"], ("world",)),
-        ("bundle", ["bundle", "--export", str(export), "--gallery", str(gallery), "--out", str(bundle), "--force"],
-         ("export", "gallery")),
+        ("bundle", ["bundle", "--export", str(export), "--gallery", str(gallery), "--region", REGION, "--out",
+                    str(bundle), "--force"], ("export", "gallery")),
     ]
     done: dict[str, dict[str, Any]] = {}
     for name, argv, needs in stages:
@@ -137,6 +139,9 @@ def _distill_figures(student: Path) -> dict[str, Any]:
         if "compute_seconds" in meta:
             seconds, samples = float(meta["compute_seconds"]), int(meta["samples"])
             out["teacher_targets"] = {"samples": samples, "seconds": seconds, "per_second": samples / seconds}
+    manifest = student / "manifest.json"
+    if manifest.is_file():
+        out["teacher_val"] = json.loads(manifest.read_text()).get("teacher_val")
     log = student / "distill_log.jsonl"
     if log.is_file():
         out["log"] = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -156,10 +161,23 @@ def chain_markdown(ch: dict[str, Any]) -> list[str]:
     if d.get("teacher_targets"):
         t = d["teacher_targets"]
         lines.append(f"Teacher targets (image at every zoom, audio, both captions per sample): {t['samples']} samples "
-                     f"in {t['seconds']:.0f} s, {t['per_second']:.2f} samples/s.")
-    epochs = [e for e in d.get("log", []) if "epoch_seconds" in e or "seconds" in e]
+                     f"in {t['seconds']:.0f} s, {t['per_second']:.2f} samples/s; for the full world's "
+                     f"{FULL_WORLD_TRAIN} training samples that is {FULL_WORLD_TRAIN / t['per_second'] / 60:.0f} "
+                     "minutes, once (the targets are cached).")
+    epochs = [e for e in d.get("log", []) if e.get("kind") == "epoch"]
     if epochs:
         last = epochs[-1]
-        lines.append(f"Last distillation log entry: {json.dumps(last)[:400]}")
+        best = next((e for e in reversed(epochs) if e.get("best")), last)
+        ret = best.get("retention_pct") or {}
+        tv, sv = d.get("teacher_val") or {}, best["val"]
+        retention = (f"retention I2A {ret['i2a_r10']}%, I2T {ret['i2t_r10']}%" if ret.get("i2a_r10") is not None
+                     else "retention undefined (the teacher's own R@10% is 0 on these rows)")
+        lines.append(f"Distillation: {len(epochs)} epoch(s) of {last['step'] // len(epochs)} step(s), "
+                     f"{last['epoch_seconds']:.0f} s per epoch ({last['samples_per_s']:.1f} samples/s); at that rate "
+                     f"an epoch over the full world's {FULL_WORLD_TRAIN} training samples takes "
+                     f"{FULL_WORLD_TRAIN / last['samples_per_s'] / 60:.0f} minutes on this machine. On the "
+                     f"{sv['n']} validation rows: student I2A R@10% {sv['i2a_r10']:.3f} (median rank "
+                     f"{sv['i2a_mr']:.1f}), teacher {tv.get('i2a_r10', float('nan')):.3f} (median rank "
+                     f"{tv.get('i2a_mr', float('nan')):.1f}); {retention}.")
     lines.append("")
     return lines

@@ -131,7 +131,8 @@ def _pooled_input_norm(t_state: dict[str, torch.Tensor], bn: str, s_state: dict[
     key = "audio_encoder.input_norm."
     return {key + "running_mean": pooled_mean.reshape(1), key + "running_var": pooled_var.reshape(1),
             key + "weight": torch.ones_like(s_state[key + "weight"]),
-            key + "bias": torch.zeros_like(s_state[key + "bias"])}
+            key + "bias": torch.zeros_like(s_state[key + "bias"]),
+            key + "num_batches_tracked": s_state[key + "num_batches_tracked"].clone()}
 
 
 def frozen_modules_eval(student: Sat2Sound) -> None:

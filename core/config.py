@@ -8,13 +8,13 @@ Configs round-trip through JSON (``to_dict`` / ``from_dict``) so every artifact 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from contracts.errors import ConfigError
 from contracts.schema import META_FIELDS, ZOOMS
+from core.config_io import from_dict, to_dict
 from world.config import WorldConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -189,45 +189,6 @@ class Sat2SoundConfig:
 # ---------------------------------------------------------------------------------------------- serialisation
 
 
-def to_dict(obj: Any) -> Any:
-    """Dataclass -> plain JSON-able dict (tuples become lists)."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Plain dict -> dataclass ``cls``, recursively; unknown keys are an error (a config that does not match)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown field(s) for {cls.__name__}: {', '.join(unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value)
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value)
-    if origin is tuple and isinstance(value, list | tuple):
-        return tuple(value)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
-                return from_dict(arg, value)
-    return value
-
-
 # --------------------------------------------------------------------------------------------------- presets
 
 
@@ -396,10 +357,12 @@ def _student_paper() -> Sat2SoundConfig:
 
 
 def _student_published(teacher: str) -> Sat2SoundConfig:
-    # the paper student's towers under a published teacher (its FLAN-T5 text, imagery and metadata fields)
-    paper_student = _student_paper()
-    return _student_of(get_preset(teacher), f"student-{teacher}", paper_student.image.image_size,
-                       paper_student.model.image, 1, paper_student.model.audio, paper_student.train)
+    # the paper student's towers (the tiny one's for published-tiny) under a published teacher: its FLAN-T5 text,
+    # imagery and metadata fields
+    sized = _student_tiny() if teacher == "published-tiny" else _student_paper()
+    return _student_of(get_preset(teacher), f"student-{teacher}", sized.image.image_size, sized.model.image,
+                       sized.model.fusion.layers if teacher == "published-tiny" else 1, sized.model.audio,
+                       sized.train, patch_size=sized.image.patch_size)
 
 
 # The one teacher -> student preset mapping: which teacher preset each student preset was sized against.

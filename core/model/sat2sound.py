@@ -12,7 +12,7 @@ from core.model.audio_encoder import build_audio_encoder
 from core.model.codebook import CodebookHead, Encoded, query_map
 from core.model.image_encoder import ImageEncoder
 from core.model.metadata import MetadataTokens
-from core.model.text_backbone import MiniLMBackbone, get_text_backbone
+from core.model.text_backbone import TextBackbone, get_text_backbone
 from core.model.transformer import Encoder
 
 LOGIT_PAIRS = ("image_audio", "image_audiocap", "audio_audiocap", "image_composed", "image_imagecap")
@@ -20,7 +20,7 @@ META_KEYS = ("lat", "lon", "month", "hour", "audio_source", "caption_source", "m
 
 
 class Sat2Sound(nn.Module):
-    def __init__(self, cfg: Sat2SoundConfig, text_backbone: MiniLMBackbone | None = None):
+    def __init__(self, cfg: Sat2SoundConfig, text_backbone: TextBackbone | None = None):
         super().__init__()
         self.cfg = cfg
         m = cfg.model
@@ -43,7 +43,7 @@ class Sat2Sound(nn.Module):
 
     # ------------------------------------------------------------------------------------------- text backbone
     @property
-    def text_backbone(self) -> MiniLMBackbone:
+    def text_backbone(self) -> TextBackbone:
         if self._text_backbone is None:
             text = self.cfg.model.text
             self._text_backbone = get_text_backbone(text.backbone, text.max_tokens, text.path,
@@ -109,7 +109,7 @@ class Sat2Sound(nn.Module):
         return self.logit_scale[pair].clamp(max=math.log(100.0)).exp()
 
 
-def build_model(cfg: Sat2SoundConfig, text_backbone: MiniLMBackbone | None = None) -> Sat2Sound:
+def build_model(cfg: Sat2SoundConfig, text_backbone: TextBackbone | None = None) -> Sat2Sound:
     return Sat2Sound(cfg, text_backbone)
 
 
