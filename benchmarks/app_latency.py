@@ -12,7 +12,9 @@ depend on the weights' values. Measured, each in fresh processes where it matter
 - ``engine_tap``: in one process, a tap's work without the screen: cut the view from the map, run the tower,
   search the gallery, fetch and check the clip; p50/p90 over ``--taps`` random places and zooms;
 - ``app``: the real Kivy app (headless, dummy audio), driven by the autopilot: time from app start to the first
-  frame, its own bundle-open time, and tap-to-sound = touch released -> ``play()`` returned, p50/p90 over taps.
+  frame, its own bundle-open time, and tap-to-sound = touch released -> ``play()`` returned, p50/p90 over taps,
+  with where it goes (``parts_ms``: the engine's view / model / search, the clip's decode check, temp file, audio
+  load and start, Kivy's touch dispatch around them, and the screen update the app does after the sound started).
 Writes JSON (and prints a summary). Timings are wall-clock on this machine; nothing here asserts.
 """
 
@@ -128,8 +130,14 @@ def app_taps(bundle: Path, runtime: str, taps: int, threads: int) -> dict:
         r = json.loads(out.read_text())
     rows = r.get("bench_taps", [])
     start = r["snapshots"]["start"]
+    parts = {k: _stats([t["timings_ms"][k] for t in rows if k in t["timings_ms"]])
+             for k in ("view", "model", "search", "play", "play_check", "play_file", "play_load", "play_start",
+                       "total")}
+    parts["kivy_dispatch"] = _stats([t["handle_ms"] - t["timings_ms"].get("total", 0.0) for t in rows])
+    parts["ui_after_sound"] = _stats([t["ui_after_sound_ms"] for t in rows if t.get("ui_after_sound_ms") is not None])
     return {
         "tap_to_sound_ms": _stats([t["handle_ms"] for t in rows]),
+        "parts_ms": {k: v for k, v in parts.items() if v},
         "in_app_total_ms": _stats([t["timings_ms"].get("total", 0.0) for t in rows]),
         "taps_that_played": sum(t["ok"] for t in rows),
         "taps": len(rows),
@@ -191,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         t = a["tap_to_sound_ms"]
         print("app: launch to first frame {:.0f} ms, tap-to-sound p50 {:.1f} ms p90 {:.1f} ms ({}/{} played)".format(
             a["launch_to_first_frame_ms"] or 0, t.get("p50", 0), t.get("p90", 0), a["taps_that_played"], a["taps"]))
+        print("  where (p50 ms): " + ", ".join(f"{k} {v['p50']:.2f}" for k, v in a["parts_ms"].items()))
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

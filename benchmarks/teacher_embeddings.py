@@ -7,7 +7,9 @@ half are text embeddings of the world's image captions ("what would you hear her
 places on a grid offset by half a cell (so never items themselves).
 
 Making 100,000 tiles takes about 15-20 minutes on 2 idle cores the first time (rendering + the image tower, about
-100 tiles/s); later runs read the cache.
+100 tiles/s); later runs read the cache. A million real tiles would take hours here, so ``expand_items`` grows a
+real set to any size with places *between* its tiles (see there); ``split_queries`` holds tuning queries apart
+from the ones a benchmark scores.
 """
 
 from __future__ import annotations
@@ -136,3 +138,40 @@ def _embed_texts(loaded, texts: list[str], batch: int = 64) -> np.ndarray:
         for s in range(0, len(texts), batch):
             out.append(loaded.model.encode_text(texts[s:s + batch]).embedding.numpy())
     return np.concatenate(out).astype(np.float32)
+
+
+def expand_items(items: np.ndarray, n: int, seed: int = 0, neighbours: int = 8, chunk: int = 8192) -> np.ndarray:
+    """``n`` unit vectors: the real ``items`` first, then derived ones, each a random mix of a real item and one of
+    its ``neighbours`` nearest real items (weight 0.2-0.8 on either side), renormalised - a stand-in for a tile
+    between two similar tiles, staying on the embeddings' own manifold (not isotropic noise around it).
+
+    Nearest neighbours come from FAISS exact search (the build side's reference library)."""
+    from gallery.tuning import exact_truth
+
+    items = _unit(np.asarray(items, dtype=np.float32))
+    if n <= len(items):
+        return items[:n]
+    rng = np.random.default_rng(seed)
+    extra = n - len(items)
+    base = rng.integers(0, len(items), size=extra)
+    out = np.empty((extra, items.shape[1]), dtype=np.float32)
+    for s in range(0, extra, chunk):
+        b = base[s:s + chunk]
+        rows, _ = exact_truth(items, items[b], neighbours + 1, threads=2)
+        other = rows[np.arange(len(b)), rng.integers(1, neighbours + 1, size=len(b))]  # column 0 is the item itself
+        w = rng.uniform(0.2, 0.8, size=(len(b), 1)).astype(np.float32)
+        out[s:s + len(b)] = w * items[b] + (1 - w) * items[other]
+    return np.concatenate([items, _unit(out)])
+
+
+def split_queries(queries: np.ndarray, kinds: np.ndarray, seed: int = 0
+                  ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((tune queries, kinds), (held-out queries, kinds)): each kind of query split in two halves at random."""
+    rng = np.random.default_rng(seed)
+    tune, held = [], []
+    for kind in sorted(set(kinds.tolist())):
+        idx = rng.permutation(np.flatnonzero(kinds == kind))
+        tune.append(idx[: len(idx) // 2])
+        held.append(idx[len(idx) // 2:])
+    t, h = np.concatenate(tune), np.concatenate(held)
+    return (queries[t], kinds[t]), (queries[h], kinds[h])

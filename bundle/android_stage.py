@@ -22,17 +22,27 @@ from gallery.layout import READ_PATH_MODULES
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Desktop tools that live beside the app's code but never run on the phone (the app does not import them):
+# ``sat2sound walk`` renders a GPX walk to a file with gpxpy, which the APK therefore does not need.
+DESKTOP_ONLY: frozenset[str] = frozenset({"mobile_app/walk.py"})
+
+
 def _device_modules() -> tuple[str, ...]:
     """Every file of the device rooms (contracts, mobile_app) and the gallery's read path, repository-relative."""
-    rooms = [p.relative_to(REPO).as_posix() for room in ("contracts", "mobile_app")
-             for p in sorted((REPO / room).glob("*.py"))]
+    rooms = [rel for room in ("contracts", "mobile_app") for p in sorted((REPO / room).glob("*.py"))
+             if (rel := p.relative_to(REPO).as_posix()) not in DESKTOP_ONLY]
     return (*rooms, *(f"gallery/{name}.py" for name in READ_PATH_MODULES))
 
 
 DEVICE_MODULES: tuple[str, ...] = _device_modules()
 # Third-party packages the device may have (recipes or pure Python); optional ones are imported in try blocks.
+# usearch is the gallery's index library on the device (gallery/backends.py memory-maps its file); hnswlib is read
+# only for galleries built with --index hnswlib (no mobile build: such a gallery is searched exactly on a phone).
+# jnius (pyjnius, part of python-for-android's Kivy) streams field mode's AR mix to an AudioTrack; sounddevice is
+# the same stream on a desktop that has it (mobile_app/audio_out.py tries each).
 DEVICE_PACKAGES: frozenset[str] = frozenset({
-    "numpy", "PIL", "kivy", "kivy_garden", "onnxruntime", "ai_edge_litert", "hnswlib", "soundfile", "plyer",
+    "numpy", "PIL", "kivy", "kivy_garden", "onnxruntime", "ai_edge_litert", "usearch", "hnswlib", "soundfile", "plyer",
+    "jnius", "sounddevice",
 })
 
 # The project's build-side packages: a device module that imports one of these would drag torch onto the phone.

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gallery": ("gallery.cli", "build or query a soundscape caption+clip gallery"),
     "bundle": ("bundle.cli", "gather a verified offline bundle for the device app"),
     "app": ("mobile_app.__main__", "run the offline Kivy app on a bundle"),
+    "walk": ("mobile_app.walk", "render the spatial soundscape of a GPX walk to a stereo file"),
     "import": ("published.cli", "import a released Sat2Sound .ckpt (published weights) as a checkpoint folder"),
     "pipeline": ("core.pipeline", "run the whole chain on the embedded default, resuming finished stages"),
 }
@@ -115,11 +116,24 @@ def setup_logging(level: int = logging.INFO) -> None:
         log.setLevel(level)
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None, *, prog: str = "sat2sound") -> int:
     """Run ``sat2sound ARGV``; ``prog`` names the program in messages (``python -m export`` runs this too)."""
     _offline_environment()
     setup_logging()
     argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
+    bad = next((a for a in argv if not _is_utf8(a)), None)
+    if bad is not None:  # bytes that are not UTF-8 arrive as lone surrogates; a tokenizer would choke on them
+        print(f"{prog}: error: argument {bad.encode('utf-8', 'backslashreplace').decode()!r} is not valid UTF-8 "
+              "text: retype it, or check the terminal's encoding", file=sys.stderr)
+        return 2
     parser = build_parser()
     # Two passes: find the subcommand, then let its module add its own arguments.
     first, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])

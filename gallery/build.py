@@ -1,7 +1,9 @@
 """Gallery building: captions -> clips -> embeddings -> SQLite, in batches that each commit whole; then the indexes.
 
 Resumable by construction: items are keyed by the caption's content id and each batch is one transaction, so a
-rerun into the same folder skips what is there and continues with the rest, duplicating nothing.
+rerun into the same folder skips what is there and continues with the rest, duplicating nothing. The search
+indexes are tuned with queries that stand for real use (gallery/tuning.py): text fragments of the gallery's
+captions and image embeddings of its items' places, made here with the same embedder.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from gallery.captions import CaptionRecord
 from gallery.clips import encode_and_decode
-from gallery.layout import DB_NAME, HNSW_EF_CONSTRUCTION, HNSW_M
+from gallery.layout import DB_NAME, DEFAULT_DTYPE, DEFAULT_INDEX, HNSW_EF_CONSTRUCTION, HNSW_M
 from gallery.renderers import Renderer
 from gallery.store import GalleryRow, GalleryWriter
 
@@ -51,10 +53,10 @@ class BuildReport:
         t = self.seconds
         parts = [f"gallery {self.out}: {self.count} items ({self.added} new, {self.already} already there)"]
         if self.finished:
-            ef = self.index.get("params", {}).get("ef", {})
-            rec = {k: v["chosen"]["recall"] for k, v in self.index.get("measured", {}).items()}
-            modes = self.index.get("params", {}).get("mode", {})
-            parts.append(f"db {self.db_bytes / 1e6:.1f} MB; HNSW ef {ef} (recall@10 {rec}); search mode {modes}")
+            params = self.index.get("params", {})
+            rec = {k: round(v["chosen"]["recall"], 4) for k, v in self.index.get("measured", {}).items()}
+            parts.append(f"db {self.db_bytes / 1e6:.1f} MB; index {params.get('index')} {params.get('dtype')} "
+                         f"ef {params.get('ef')} (recall@10 {rec}); search mode {params.get('mode')}")
         else:
             parts.append("stopped early: rerun the same command to continue")
         parts.append("time " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
@@ -73,13 +75,42 @@ def render_clip(renderer: Renderer, record: CaptionRecord, sample_rate: int, cli
     return clip.sources, data, heard
 
 
+def finish_index(writer: GalleryWriter, embedder: Embedder | None, *, index: str = DEFAULT_INDEX,
+                 dtype: str = DEFAULT_DTYPE, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
+                 threads: int = 1, tune_n: int = 150) -> dict[str, Any]:
+    """Make the real-use tuning queries with ``embedder`` (text fragments of the captions; places where the items
+    have coordinates and the embedder can render them) and let the writer build, tune and record the indexes."""
+    from gallery.tuning import real_use_queries
+
+    queries: dict[str, np.ndarray] = {}
+    if embedder is not None and writer.count() >= 2 and index != "exact":
+        captions, places = writer.tuning_sources(tune_n)
+        queries = real_use_queries(embedder.embed_texts, captions, _place_embedder(embedder), places, n=tune_n)
+    return writer.finish(index=index, dtype=dtype, m=m, ef_construction=ef_construction, threads=threads,
+                         tune_queries=queries)
+
+
+def _place_embedder(embedder: Embedder) -> Callable[[float, float, int], np.ndarray] | None:
+    """(lat, lon, zoom) -> the place's image embedding, when the embedder renders places (the teacher does)."""
+    embed_place = getattr(embedder, "embed_place", None)
+    if embed_place is None:
+        return None
+    zooms = tuple(getattr(getattr(getattr(embedder, "cfg", None), "image", None), "zooms", ()) or ())
+
+    def place(lat: float, lon: float, zoom: int) -> np.ndarray:
+        return embed_place(lat, lon, zoom if not zooms or zoom in zooms else zooms[0])
+
+    return place
+
+
 def build_gallery(records: list[CaptionRecord], out: str | Path, embedder: Embedder, renderer: Renderer, *,
                   clip_format: str = "ogg", clip_compression: float | None = None, sample_rate: int | None = None,
-                  batch_size: int = 32, threads: int = 1, workers: int = 1, m: int = HNSW_M,
-                  ef_construction: int = HNSW_EF_CONSTRUCTION, extra_meta: dict[str, Any] | None = None,
-                  progress: bool = True, max_batches: int | None = None,
+                  batch_size: int = 32, threads: int = 1, workers: int = 1, index: str = DEFAULT_INDEX,
+                  dtype: str = DEFAULT_DTYPE, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
+                  extra_meta: dict[str, Any] | None = None, progress: bool = True, max_batches: int | None = None,
                   on_batch: Callable[[int], None] | None = None) -> BuildReport:
-    """Render, embed and store every record not yet in the gallery at ``out``; then (re)build the indexes.
+    """Render, embed and store every record not yet in the gallery at ``out``; then (re)build the indexes
+    (``index``: usearch, hnswlib or exact; ``dtype``: a USearch index's vector type).
 
     ``workers`` > 1 renders and encodes clips in that many spawned processes (torch-free: they import only the
     renderer); embedding stays in this process. ``max_batches`` stops after that many batches without building
@@ -139,7 +170,8 @@ def build_gallery(records: list[CaptionRecord], out: str | Path, embedder: Embed
         info: dict[str, Any] = {}
         if finished:
             t0 = time.perf_counter()
-            info = writer.finish(m=m, ef_construction=ef_construction, threads=threads)
+            info = finish_index(writer, embedder, index=index, dtype=dtype, m=m, ef_construction=ef_construction,
+                                threads=threads)
             times["index"] = time.perf_counter() - t0
         count = writer.count()
     return BuildReport(out=out, requested=len(records), already=already, added=added, count=count, seconds=times,

@@ -1,10 +1,12 @@
-"""``sat2sound gallery build|query|info``: make a soundscape gallery, search it, describe and check it.
+"""``sat2sound gallery build|reindex|query|info``: make a soundscape gallery, (re)index, search, describe and check it.
 
 Examples::
 
     sat2sound gallery build --ckpt runs/teacher --captions runs/world --renderer procedural --out runs/gallery
     sat2sound gallery build --ckpt runs/teacher --captions tangoflux/clips.csv --renderer import --out runs/tf
     sat2sound gallery build --ckpt runs/teacher --captions demo.h5 --renderer import --zoom 1,3 --out runs/demo
+    sat2sound gallery build ... --index hnswlib          # or exact; default usearch (--index-dtype f16)
+    sat2sound gallery reindex runs/gallery [--index usearch --index-dtype f16] [--ckpt runs/teacher]
     sat2sound gallery query runs/gallery --text "waves breaking on a sandy beach" --k 5 --play-out top.ogg
     sat2sound gallery query runs/gallery --at=42.0,-93.5 --zoom 3 --hour 6 --month 5
     sat2sound gallery info runs/gallery --verify
@@ -27,11 +29,31 @@ from pathlib import Path
 from contracts.errors import DataError
 from core.cli_args import add_shared, parse_lat_lon
 from gallery.errors import GalleryError
-from gallery.layout import CLIP_FORMATS, HNSW_EF_CONSTRUCTION, HNSW_M, KINDS
+from gallery.layout import (
+    CLIP_FORMATS,
+    DEFAULT_DTYPE,
+    DEFAULT_INDEX,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    INDEX_CHOICES,
+    KINDS,
+    USEARCH_DTYPES,
+)
+
+
+def _add_index_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=DEFAULT_INDEX, choices=INDEX_CHOICES,
+                   help="search index: usearch (memory-mapped on the device; default), hnswlib, or exact (no index: "
+                        "exact numpy search)")
+    p.add_argument("--index-dtype", default=DEFAULT_DTYPE, choices=USEARCH_DTYPES,
+                   help="how a USearch index stores vectors (hnswlib: f32 only)")
+    p.add_argument("--threads", type=int, default=2, help="torch and index-building threads")
+    p.add_argument("--hnsw-m", type=int, default=HNSW_M, help="graph links per node (M, USearch connectivity)")
+    p.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="gallery_command", metavar="{build,query,info}")
+    sub = parser.add_subparsers(dest="gallery_command", metavar="{build,reindex,query,info}")
     sub.required = True
 
     b = sub.add_parser("build", help="render, embed and index a caption gallery (resumable)")
@@ -57,11 +79,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="procedural renderer: play real recordings of the named sources where installed, or "
                         "synthesise all (default: what the checkpoint's world was built with)")
     b.add_argument("--sample-rate", type=int, default=None, help="clip sample rate (default: the model's)")
-    b.add_argument("--threads", type=int, default=2, help="torch and HNSW threads")
     b.add_argument("--workers", type=int, default=2, help="processes rendering and encoding clips")
-    b.add_argument("--hnsw-m", type=int, default=HNSW_M)
-    b.add_argument("--ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
+    _add_index_options(b)
     add_shared(b, "no-progress")
+
+    r = sub.add_parser("reindex", help="rebuild a finished gallery's search index (the db is kept)")
+    r.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
+    r.add_argument("--ckpt", type=Path, default=None,
+                   help="the gallery's model, for the text and place tuning queries (default: the one it records)")
+    _add_index_options(r)
 
     q = sub.add_parser("query", help="search a gallery by text, place or sound")
     q.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
@@ -76,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     q.add_argument("--no-location", action="store_true", help="do not give the model the place's lat/lon")
     q.add_argument("--k", type=int, default=5)
     q.add_argument("--kind", default="caption", choices=KINDS, help="which gallery embeddings to search")
-    q.add_argument("--exact", action="store_true", help="exact numpy search instead of HNSW")
+    q.add_argument("--exact", action="store_true", help="exact numpy search instead of the index")
     q.add_argument("--ckpt", type=Path, default=None, help="embedding model (default: the one the gallery records)")
     q.add_argument("--play-out", type=Path, default=None, help="write the top hit's clip to this file")
     q.add_argument("--json", action="store_true", help="print hits as JSON")
@@ -87,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"build": _build, "query": _query, "info": _info}[args.gallery_command](args)
+    return {"build": _build, "reindex": _reindex, "query": _query, "info": _info}[args.gallery_command](args)
 
 
 # ---------------------------------------------------------------------------------------------------- build
@@ -123,9 +149,49 @@ def _build(args: argparse.Namespace) -> int:
              "text_backbone": embedder.manifest.get("text_backbone"), "caption_source": str(args.captions.resolve())}
     report = build_gallery(records, args.out, embedder, renderer, clip_format=args.clip_format,
                            clip_compression=args.clip_compression, sample_rate=rate,
-                           batch_size=args.batch_size, threads=args.threads, workers=args.workers, m=args.hnsw_m,
-                           ef_construction=args.ef_construction, extra_meta=extra, progress=not args.no_progress)
+                           batch_size=args.batch_size, threads=args.threads, workers=args.workers, index=args.index,
+                           dtype=args.index_dtype, m=args.hnsw_m, ef_construction=args.ef_construction,
+                           extra_meta=extra, progress=not args.no_progress)
     print(report.summary())
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    """Open the finished (or index-less) gallery's db as its writer and rebuild only the search index."""
+    import sqlite3
+
+    from gallery.build import finish_index
+    from gallery.embedder import TeacherEmbedder
+    from gallery.layout import DB_NAME
+    from gallery.query import check_db_file
+    from gallery.store import GalleryWriter
+
+    db = args.gallery / DB_NAME
+    if not db.is_file():
+        raise GalleryError(f"{args.gallery} is not a gallery folder: {DB_NAME} is missing")
+    check_db_file(db)
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+        conn.close()
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise GalleryError(f"{db} is damaged or not a gallery ({exc}); rebuild the gallery") from None
+    ckpt = args.ckpt or (Path(meta["checkpoint"]) if meta.get("checkpoint") else None)
+    embedder = None
+    if ckpt is not None:
+        embedder = TeacherEmbedder(ckpt, threads=args.threads)
+        if embedder.fingerprint != meta.get("model_fingerprint"):
+            raise GalleryError(f"checkpoint {ckpt} (model {embedder.fingerprint[:12]}) did not embed {args.gallery}; "
+                               "pass its own --ckpt")
+    else:
+        print("note: no checkpoint recorded or given: tuning with the gallery's own vectors only", file=sys.stderr)
+    with GalleryWriter.open(args.gallery, fingerprint=meta.get("model_fingerprint"), dim=meta.get("embedding_dim"),
+                            clip_format=meta.get("clip_format"), sample_rate=meta.get("sample_rate")) as writer:
+        info = finish_index(writer, embedder, index=args.index, dtype=args.index_dtype, m=args.hnsw_m,
+                            ef_construction=args.ef_construction, threads=args.threads)
+    params = info["params"]
+    print(f"reindexed {args.gallery}: {info['count']} items, index {params['index']} {params['dtype']}, "
+          f"ef {params['ef']}, search mode {params['mode']}")
     return 0
 
 
@@ -207,9 +273,11 @@ def _info(args: argparse.Namespace) -> int:
               f"schema {meta['schema_version']}, clips {meta.get('clip_format')} {meta.get('sample_rate')} Hz, "
               f"renderer {meta.get('renderer')}")
         params = gallery.index_info.get("params", {})
-        print(f"HNSW M={params.get('M')} ef_construction={params.get('ef_construction')} ef={params.get('ef')} "
-              f"search mode={params.get('mode')} " + (f"IVF nprobe={params['nprobe']} " if params.get("nprobe") else "")
-              + f"(target recall@10 {params.get('target_recall')})")
+        library = f"{params.get('index')} {params.get('version') or ''} {params.get('dtype')}".replace("  ", " ")
+        print(f"index {library} M={params.get('M')} ef_construction={params.get('ef_construction')} "
+              f"ef={params.get('ef')} search mode={params.get('mode')} (target recall@10 "
+              f"{params.get('target_recall')})" + ("; searched exactly here (library not installed)"
+                                                    if gallery.missing_library else ""))
         for key in ("created", "updated", "checkpoint", "caption_source", "preset"):
             if key in meta:
                 print(f"{key}: {meta[key]}")

@@ -1,7 +1,7 @@
-"""Vector search over unit vectors: HNSW (hnswlib, inner product) with an exact numpy twin, and ef tuning.
+"""Vector search over unit vectors: an HNSW graph of the gallery's library, its exact numpy twin, and ef tuning.
 
-Device-safe: numpy and hnswlib only. hnswlib is optional at run time: without it, ``exact_topk`` serves every query
-(about 0.2 ms per query at 10k items, 6-16 ms at 100k on this CPU).
+Device-safe: numpy, and the graph library through gallery.backends (USearch or hnswlib, each optional: without
+the gallery's library, ``exact_topk`` serves every query, about 0.2 ms per query at 10k items, 6-16 ms at 100k).
 """
 
 from __future__ import annotations
@@ -12,17 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gallery import backends
 from gallery.errors import GalleryError
-from gallery.layout import EF_LADDER, TARGET_RECALL
-
-try:  # optional: a device without hnswlib falls back to exact search
-    import hnswlib
-except ImportError:  # pragma: no cover - exercised in a subprocess test that hides the module
-    hnswlib = None
-
-
-def have_hnswlib() -> bool:
-    return hnswlib is not None
+from gallery.layout import DEFAULT_DTYPE, DEFAULT_INDEX, EF_LADDER, TARGET_RECALL
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -53,40 +45,25 @@ def exact_topk(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
 
 
 def build_hnsw(vectors: np.ndarray, labels: np.ndarray, *, m: int, ef_construction: int, threads: int = 1,
-               seed: int = 100):
-    """An HNSW graph over unit ``vectors`` with integer ``labels`` (space 'ip': distance = 1 - cosine)."""
-    if hnswlib is None:
-        raise GalleryError("building a gallery index needs hnswlib (pip install hnswlib)")
-    index = hnswlib.Index(space="ip", dim=int(vectors.shape[1]))
-    index.init_index(max_elements=max(1, len(vectors)), M=m, ef_construction=ef_construction, random_seed=seed)
-    index.set_num_threads(threads)
-    if len(vectors):
-        index.add_items(vectors, labels)
-    return index
+               seed: int = 100, library: str = DEFAULT_INDEX, dtype: str = DEFAULT_DTYPE) -> backends.GraphIndex:
+    """An HNSW graph of ``library`` over unit ``vectors`` with integer ``labels`` (cosine). hnswlib keeps f32 only."""
+    return backends.build_graph(library, vectors, labels, m=m, ef_construction=ef_construction,
+                                dtype=dtype if library == "usearch" else "f32", threads=threads, seed=seed)
 
 
-def load_hnsw(path: Path, dim: int, count: int, ef: int):
-    """Load a saved index and check it holds ``count`` vectors of width ``dim``."""
-    if hnswlib is None:
-        raise GalleryError("hnswlib is not installed; open the gallery with exact=True")
-    index = hnswlib.Index(space="ip", dim=dim)
-    try:
-        index.load_index(str(path), max_elements=max(1, count))
-    except Exception as exc:  # hnswlib raises RuntimeError for short/garbled files
-        raise GalleryError(f"index {path} does not load: {exc}") from None
-    if index.get_current_count() != count:
-        raise GalleryError(f"index {path} holds {index.get_current_count()} vectors but the gallery has {count}")
-    index.set_ef(ef)
-    index.set_num_threads(1)
-    return index
+def load_hnsw(path: Path, dim: int, count: int, ef: int = 0, *, library: str = DEFAULT_INDEX) -> backends.GraphIndex:
+    """Open a saved graph (USearch: memory-mapped) after checking its header holds ``count`` vectors of width
+    ``dim``; ``ef`` is given per search (kept for the callers that pass one)."""
+    head = backends.read_header(library, Path(path))
+    if (head["count"], head["dim"]) != (count, dim):
+        raise GalleryError(f"index {path} holds {head['count']} vectors of width {head['dim']}, expected {count} of "
+                           f"width {dim}")
+    return backends.open_graph(library, Path(path), dim=dim, count=count)
 
 
-def hnsw_topk(index, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k labels and cosine scores from an hnswlib index (ef is raised to k when smaller, as hnswlib needs)."""
-    k = min(k, index.get_current_count())
-    index.set_ef(max(ef, k))
-    labels, dist = index.knn_query(queries, k=k)
-    return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
+def hnsw_topk(index: backends.GraphIndex, queries: np.ndarray, k: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k labels and cosine scores from a graph of either library (ef is raised to k when smaller)."""
+    return index.topk(queries, k, ef)
 
 
 def recall_at_k(found_scores: np.ndarray, truth_scores: np.ndarray, tol: float = 1e-5) -> float:
@@ -101,10 +78,17 @@ def recall_at_k(found_scores: np.ndarray, truth_scores: np.ndarray, tol: float =
     return float(good.sum() / (k * len(truth_scores)))
 
 
-def measure_ef(index, vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, *, k: int = 10,
-               ladder: Iterable[int] = EF_LADDER) -> list[dict]:
-    """Recall@k against exact search and per-query latency for each ef of ``ladder`` (1 thread, 1 query a call)."""
-    _, truth_scores = exact_topk(vectors, queries, k)
+def measure_ef(index: backends.GraphIndex, vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, *,
+               k: int = 10, ladder: Iterable[int] = EF_LADDER, truth_scores: np.ndarray | None = None,
+               kinds: np.ndarray | None = None, stop_at: float | None = None) -> list[dict]:
+    """Recall@k against exact search and per-query latency for each ef of ``ladder`` (1 thread, 1 query a call).
+
+    ``truth_scores``: the exact top-k scores of ``queries`` when already known (the builder gets them from FAISS);
+    ``kinds``: a name per query (e.g. "text", "place"), to report recall per kind of query as well; ``stop_at``:
+    stop after the first ef whose recall reaches it for every kind (build-time tuning needs no more).
+    """
+    if truth_scores is None:
+        _, truth_scores = exact_topk(vectors, queries, k)
     row_of = np.full(int(labels.max()) + 1 if len(labels) else 0, -1, dtype=np.int64)
     row_of[labels] = np.arange(len(labels))
     table = []
@@ -116,12 +100,21 @@ def measure_ef(index, vectors: np.ndarray, labels: np.ndarray, queries: np.ndarr
             times.append(time.perf_counter() - t0)
             found.append(lab[0])
         times_ms = np.asarray(times) * 1e3
-        # score the returned items exactly (hnswlib's own distances are the same products, but be independent)
-        found_scores = np.einsum("qkd,qd->qk", vectors[row_of[np.asarray(found)]], queries)
+        # score the returned items exactly with the float32 vectors (an f16/i8 index's own distances are rounded)
+        found_arr = np.asarray(found)
+        found_scores = np.where(found_arr >= 0, np.einsum("qkd,qd->qk", vectors[row_of[np.maximum(found_arr, 0)]],
+                                                          queries), -np.inf)
         # top1: what the app plays - the first hit scores within 1e-4 of the true best (a near-tie is as good)
         top1 = float(np.mean(found_scores[:, 0] >= truth_scores[:, 0] - 1e-4))
-        table.append({"ef": int(ef), "recall": recall_at_k(found_scores, truth_scores), "top1": top1,
-                      "p50_ms": float(np.percentile(times_ms, 50)), "p90_ms": float(np.percentile(times_ms, 90))})
+        row = {"ef": int(ef), "recall": recall_at_k(found_scores, truth_scores), "top1": top1,
+               "p50_ms": float(np.percentile(times_ms, 50)), "p90_ms": float(np.percentile(times_ms, 90)),
+               "p99_ms": float(np.percentile(times_ms, 99))}
+        if kinds is not None:
+            row["recall_by_kind"] = {str(name): recall_at_k(found_scores[kinds == name], truth_scores[kinds == name])
+                                     for name in sorted(set(np.asarray(kinds).tolist()))}
+        table.append(row)
+        if stop_at is not None and worst_recall(row) >= stop_at:
+            break
     return table
 
 
@@ -135,9 +128,13 @@ def exact_latency_ms(matrix: np.ndarray, queries: np.ndarray, k: int = 10) -> fl
     return float(np.median(times) * 1e3) if times else 0.0
 
 
-def choose_ef(table: list[dict], target: float = TARGET_RECALL, key: str = "ef") -> dict:
-    """The cheapest row of a tuning table reaching ``target`` recall; the best-recall row when none does.
+def worst_recall(row: dict) -> float:
+    """A tuning row's recall for its worst kind of query (its overall recall when kinds were not told apart)."""
+    return min([row["recall"], *row.get("recall_by_kind", {}).values()])
 
-    ``key`` names the cost column: "ef" for ``measure_ef`` tables, "nprobe" for ``gallery.ivf.measure_nprobe``."""
-    ok = [row for row in table if row["recall"] >= target]
-    return min(ok, key=lambda r: r[key]) if ok else max(table, key=lambda r: (r["recall"], -r[key]))
+
+def choose_ef(table: list[dict], target: float = TARGET_RECALL, key: str = "ef") -> dict:
+    """The cheapest row of a tuning table whose recall reaches ``target`` for every kind of query; the best row
+    (by worst-kind recall) when none does. ``key`` names the cost column ("ef", or "nprobe" for IVF tables)."""
+    ok = [row for row in table if worst_recall(row) >= target]
+    return min(ok, key=lambda r: r[key]) if ok else max(table, key=lambda r: (worst_recall(r), -r[key]))

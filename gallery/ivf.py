@@ -1,19 +1,23 @@
-"""An inverted-file (IVF) index in plain numpy: spherical k-means lists, search by probing the nearest lists.
+"""Inverted-file (IVF) lists, the gallery's fallback where no graph reaches the recall target: probe the lists
+whose centroids are nearest the query and score every item in them exactly.
 
-Why: HNSW's greedy graph walk misses neighbours of queries that lie away from the items, and the gallery's queries
-are cross-modal (an image or a text looking for captions or places). On 100,000 real teacher embeddings HNSW tops
-out near recall@10 0.97 at ef 1024, while probing 24 of 506 lists here scores every item in the lists that matter
-and reached 0.993 at 0.36 ms a query (``python -m benchmarks.gallery_search --teacher ... --ivf``).
+Why it is still here (docs/gallery_search.md has the figures): HNSW graphs - USearch, hnswlib and FAISS alike -
+answer in-modal queries (a place among places) at recall@10 0.99 in a tenth of a millisecond, but a cross-modal
+query (a text among image embeddings, a place among captions) has its true top ten scattered over many distant
+regions, and a greedy graph walk finds some of them only: recall@10 stays near 0.97-0.98 even at ef 2048 on 100,000
+real teacher embeddings. Probing the lists nearest the query covers every region that matters. USearch has no
+IVF, and FAISS, which has, is no library a phone links; so the lists are trained on the build side with FAISS's
+k-means (gallery/tuning.py) and only the probe below - two matrix products and a partial sort - runs on the device.
 
-Device-safe: numpy only. The gallery builder falls back to it (search mode "ivf") for an embedding kind whose HNSW
-graph cannot reach the target recall, when it does and is faster than exact search; the lists are saved as
-``{kind}.ivf.npz`` (centroids and list order; the vectors themselves stay in the db).
+On disk, per embedding kind: ``{kind}.ivf.npz`` (centroids, the item label at each list position, where each list
+starts; a few hundred KB) and ``{kind}.ivf.npy`` (the items' float32 vectors in list order), which the device
+memory-maps, so opening reads neither file whole and a query touches only the lists it probes.
+
+Device-safe: numpy only.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +25,15 @@ import numpy as np
 
 from gallery.errors import GalleryError
 
-NPROBE_LADDER: tuple[int, ...] = (4, 8, 16, 24, 32, 48, 64, 96, 128)
+NPROBE_LADDER: tuple[int, ...] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
 @dataclass(frozen=True)
 class IVFIndex:
-    centroids: np.ndarray  # (L, d) unit vectors
-    order: np.ndarray  # (N,) item row of each position in list order
-    starts: np.ndarray  # (L + 1,) where each list begins in ``order``
-    vectors: np.ndarray  # (N, d) the items in list order (contiguous per list)
+    centroids: np.ndarray  # (L, d) float32 unit vectors
+    order: np.ndarray  # (N,) int64: the item label at each list position
+    starts: np.ndarray  # (L + 1,) int64: where each list begins
+    vectors: np.ndarray  # (N, d) float32, the items in list order (contiguous per list; a memory map when opened)
 
     @property
     def n_lists(self) -> int:
@@ -40,114 +44,81 @@ class IVFIndex:
 
 
 def default_lists(n: int) -> int:
-    """About 1.6 sqrt(n) lists (512 at 100k): lists of a few hundred items, so probing 32 of them stays cheap."""
-    return max(1, min(n, int(round(1.6 * np.sqrt(max(n, 1))))))
+    """About 3.2 sqrt(n) lists (1012 at 100k, about 100 items each): on 100k real embeddings this reaches recall@10
+    0.99 for text queries at nprobe 48 in 0.45 ms, where 506 lists need 0.77 ms (docs/gallery_search.md)."""
+    return max(1, min(n, int(round(3.2 * np.sqrt(max(n, 1))))))
 
 
-def build_ivf(vectors: np.ndarray, n_lists: int | None = None, *, iters: int = 8, seed: int = 0) -> IVFIndex:
-    """Spherical k-means (inner product on unit vectors) into ``n_lists`` lists; empty lists are re-seeded."""
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim != 2 or len(x) == 0:
-        raise GalleryError("an IVF index needs a non-empty (N, d) matrix of vectors")
-    n_lists = default_lists(len(x)) if n_lists is None else int(n_lists)
-    if not 1 <= n_lists <= len(x):
-        raise GalleryError(f"an IVF index over {len(x)} vectors needs 1..{len(x)} lists, got {n_lists}")
-    rng = np.random.default_rng(seed)
-    centroids = x[rng.choice(len(x), size=n_lists, replace=False)].copy()
-    assign = np.zeros(len(x), dtype=np.int64)
-    for _ in range(max(1, iters)):
-        assign = _nearest(x, centroids)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assign, x)
-        counts = np.bincount(assign, minlength=n_lists)
-        empty = np.flatnonzero(counts == 0)
-        sums[empty] = x[rng.choice(len(x), size=len(empty), replace=False)]
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
-    assign = _nearest(x, centroids)
+def from_assignment(vectors: np.ndarray, centroids: np.ndarray, assign: np.ndarray) -> IVFIndex:
+    """Lists from each item's list number (``assign``), items in label order 0..N-1."""
     order = np.argsort(assign, kind="stable").astype(np.int64)
-    starts = np.searchsorted(assign[order], np.arange(n_lists + 1)).astype(np.int64)
-    return IVFIndex(centroids, order, starts, np.ascontiguousarray(x[order]))
-
-
-def _nearest(x: np.ndarray, centroids: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    out = np.empty(len(x), dtype=np.int64)
-    for s in range(0, len(x), chunk):
-        out[s:s + chunk] = np.argmax(x[s:s + chunk] @ centroids.T, axis=1)
-    return out
+    starts = np.searchsorted(assign[order], np.arange(len(centroids) + 1)).astype(np.int64)
+    return IVFIndex(np.ascontiguousarray(centroids, dtype=np.float32), order, starts,
+                    np.ascontiguousarray(vectors[order], dtype=np.float32))
 
 
 def ivf_topk(index: IVFIndex, queries: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k item rows and scores (best first) from the ``nprobe`` lists nearest each query; rows are the items'
-    original rows. Fewer than k items in the probed lists: the rest are -1 with score -inf."""
-    q = np.asarray(queries, dtype=np.float32)
-    if q.ndim == 1:
-        q = q[None, :]
+    """Top-k item labels and exact scores (best first) from the ``nprobe`` lists nearest each query. Fewer than k
+    items in the probed lists: the rest are -1 with score -inf."""
+    q = np.asarray(queries, dtype=np.float32).reshape(-1, index.centroids.shape[1])
     nprobe = max(1, min(int(nprobe), index.n_lists))
     k = max(1, min(int(k), len(index)))
-    rows = np.full((len(q), k), -1, dtype=np.int64)
+    labels = np.full((len(q), k), -1, dtype=np.int64)
     scores = np.full((len(q), k), -np.inf, dtype=np.float32)
     for i, qv in enumerate(q):
-        cs = index.centroids @ qv
-        probe = np.argpartition(-cs, nprobe - 1)[:nprobe] if nprobe < index.n_lists else np.arange(index.n_lists)
-        # lists are contiguous slices of ``vectors``: score each slice in place (no gather copy of the candidates)
-        spans = [(int(index.starts[j]), int(index.starts[j + 1])) for j in probe]
-        spans = [(a, b) for a, b in spans if b > a]
-        if not spans:
+        near = index.centroids @ qv
+        probe = np.argpartition(-near, nprobe - 1)[:nprobe] if nprobe < index.n_lists else np.arange(index.n_lists)
+        first, last = index.starts[probe], index.starts[probe + 1]
+        sizes = last - first
+        offsets = np.cumsum(sizes) - sizes  # where each probed list's scores begin in ``sc``
+        sc = np.empty(int(sizes.sum()), dtype=np.float32)
+        for a, b, o in zip(first.tolist(), last.tolist(), offsets.tolist()):
+            if b > a:  # each list is a contiguous slice: score it in place (a memory map reads only these pages)
+                np.dot(index.vectors[a:b], qv, out=sc[o:o + b - a])
+        kk = min(k, len(sc))
+        if kk == 0:
             continue
-        sc = np.concatenate([index.vectors[a:b] @ qv for a, b in spans])
-        pos = np.concatenate([np.arange(a, b) for a, b in spans])
-        kk = min(k, len(pos))
-        top = np.argpartition(-sc, kk - 1)[:kk] if kk < len(pos) else np.arange(len(pos))
-        top = top[np.argsort(-sc[top], kind="stable")]
-        rows[i, :kk] = index.order[pos[top]]
-        scores[i, :kk] = sc[top]
-    return rows, scores
+        top = np.argpartition(-sc, kk - 1)[:kk] if kk < len(sc) else np.arange(len(sc))
+        which = np.searchsorted(offsets, top, side="right") - 1  # the probed list each winner came from
+        pos = first[which] + (top - offsets[which])
+        best = np.lexsort((pos, -sc[top]))
+        labels[i, :kk] = index.order[pos[best]]
+        scores[i, :kk] = sc[top[best]]
+    return labels, scores
 
 
-def measure_nprobe(index: IVFIndex, vectors: np.ndarray, queries: np.ndarray, *, k: int = 10,
-                   ladder: Iterable[int] = NPROBE_LADDER) -> list[dict]:
-    """Recall@k (tie-aware, as gallery.index.recall_at_k) and per-query latency for each nprobe (one query a call)."""
-    from gallery.index import exact_topk, recall_at_k
-
-    _, truth = exact_topk(np.asarray(vectors, dtype=np.float32), queries, k)
-    table = []
-    for nprobe in ladder:
-        if nprobe > index.n_lists:
-            continue
-        found, times = [], []
-        for qv in queries:
-            t0 = time.perf_counter()
-            r, _ = ivf_topk(index, qv, k, nprobe)
-            times.append(time.perf_counter() - t0)
-            found.append(r[0])
-        found_arr = np.asarray(found)
-        found_scores = np.where(found_arr >= 0, np.einsum("qkd,qd->qk", vectors[np.maximum(found_arr, 0)], queries),
-                                -np.inf)
-        ms = np.asarray(times) * 1e3
-        table.append({"nprobe": int(nprobe), "recall": recall_at_k(found_scores, truth),
-                      "top1": float(np.mean(found_scores[:, 0] >= truth[:, 0] - 1e-4)),
-                      "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90))})
-    return table
+def _is_permutation(order: np.ndarray, count: int) -> bool:
+    """Whether ``order`` holds each of 0..count-1 exactly once."""
+    if count == 0:
+        return len(order) == 0
+    return bool(order.min() >= 0 and order.max() < count and np.all(np.bincount(order, minlength=count) == 1))
 
 
-def save_ivf(index: IVFIndex, path: Path) -> None:
-    """Centroids and list layout only (the vectors are the gallery's own); plain arrays, no pickle."""
-    with open(path, "wb") as f:
+def ivf_file_names(kind: str) -> tuple[str, str]:
+    """(lists file, vectors file) of one embedding kind."""
+    return f"{kind}.ivf.npz", f"{kind}.ivf.npy"
+
+
+def save_ivf(index: IVFIndex, lists: Path, vectors: Path) -> None:
+    """The lists as plain arrays (no pickle) and the list-ordered vectors as a memory-mappable .npy."""
+    with open(lists, "wb") as f:
         np.savez(f, centroids=index.centroids, order=index.order, starts=index.starts)
+    with open(vectors, "wb") as f:
+        np.save(f, np.ascontiguousarray(index.vectors, dtype=np.float32), allow_pickle=False)
 
 
-def load_ivf(path: Path, vectors: np.ndarray) -> IVFIndex:
-    """Rebuild an index from its saved layout and the gallery's (N, d) vectors in label order, checking they fit."""
+def load_ivf(lists: Path, vectors: Path, *, count: int, dim: int) -> IVFIndex:
+    """Open saved lists (the vectors memory-mapped) and check they fit a gallery of ``count`` items of width ``dim``."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(lists, allow_pickle=False) as z:
             centroids, order, starts = z["centroids"], z["order"].astype(np.int64), z["starts"].astype(np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise GalleryError(f"IVF lists {path} do not load: {exc}") from None
-    n = len(vectors)
-    ok = (centroids.ndim == 2 and centroids.shape[1] == vectors.shape[1] and len(order) == n
-          and len(starts) == len(centroids) + 1 and starts[0] == 0 and starts[-1] == n
-          and np.array_equal(np.sort(order), np.arange(n)))
+        matrix = np.load(vectors, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise GalleryError(f"IVF lists {lists} do not load: {exc}") from None
+    ok = (centroids.ndim == 2 and centroids.shape[1] == dim and len(order) == count and len(starts) == len(centroids)
+          + 1 and starts[0] == 0 and starts[-1] == count and matrix.shape == (count, dim)
+          and matrix.dtype == np.float32 and _is_permutation(order, count))
     if not ok:
-        raise GalleryError(f"IVF lists {path} do not fit this gallery's {n} vectors of width {vectors.shape[1]}")
-    return IVFIndex(centroids.astype(np.float32), order, starts, np.ascontiguousarray(vectors[order]))
+        raise GalleryError(f"IVF lists {lists} do not fit this gallery's {count} vectors of width {dim}")
+    # a plain ndarray view of the map: same pages, without np.memmap's per-slice overhead in the probe loop
+    return IVFIndex(centroids.astype(np.float32), order, starts, np.asarray(matrix))

@@ -1,8 +1,11 @@
 """Device-side gallery reader: open a gallery folder, check it, search it, hand out clips.
 
-Only numpy, sqlite3 and (optionally) hnswlib: this runs on the phone and the kiosk, where there is no PyTorch. The
+Only numpy, sqlite3 and (optionally) the gallery's index library - USearch by default, whose index file is
+memory-mapped, or hnswlib: this runs on the phone and the kiosk, where there is no PyTorch and no FAISS. The
 paper's retrieval-based synthesis is one call: embed the place, ``gallery.search(vector, k=1)``, play
-``gallery.clip(hit.id)``.
+``gallery.clip(hit.id)``. Hits found by the graph are re-scored with the float32 vectors in the db, so scores are
+exact cosines whatever the index stores (f16 or i8); a kind whose graph missed the recall target at build time is
+searched by its IVF lists (gallery/ivf.py, memory-mapped numpy), or exactly.
 
 Everything a damaged or mismatched artifact can cause surfaces as ``GalleryError`` with a line that says what is
 wrong and what to do, never a sqlite traceback.
@@ -15,19 +18,24 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from contracts.artifacts import read_json, sha256_bytes, sha256_file
+from contracts.artifacts import sha256_bytes
+from gallery import backends
 from gallery import index as vindex
+from gallery.checks import UNFINISHED as _UNFINISHED
+from gallery.checks import check_index_json
 from gallery.clips import decode_clip, sniff_format
 from gallery.errors import GalleryError
-from gallery.layout import DB_NAME, DEFAULT_EF, INDEX_JSON, KINDS, SCHEMA_VERSION, index_file_name, ivf_file_name
+from gallery.ivf import IVFIndex, ivf_topk, load_ivf
+from gallery.layout import DB_NAME, DEFAULT_EF, KINDS, SCHEMA_VERSION
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_UNFINISHED = "the build did not finish (interrupted?): rerun `sat2sound gallery build` with the same --out"
+_VERIFY = ("header", "quick", "full")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,12 @@ class Item:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=4096)
+def _sources(text: str | None) -> tuple[str, ...]:
+    """An item's sources column (a JSON list) as a tuple; galleries repeat a few hundred lists, so parse each once."""
+    return tuple(json.loads(text or "[]"))
+
+
 def check_db_file(db: Path) -> None:
     """Cheap structural checks on the SQLite file before sqlite3 sees it: magic, and no truncation.
 
@@ -101,17 +115,24 @@ class Gallery:
         self._conn = conn
         self.meta = meta
         self.index_info = index_info
-        self.exact = exact or not vindex.have_hnswlib()
-        # kinds whose HNSW graph could not reach the target recall at build time are searched by their IVF lists
-        # (numpy only, so also without hnswlib) or exactly, as recorded at build time
-        modes = index_info.get("params", {}).get("mode", {})
-        self.ivf_kinds = {kind for kind in KINDS if not exact and modes.get(kind) == "ivf"}
-        self.exact_kinds = {kind for kind in KINDS
-                            if kind not in self.ivf_kinds and (self.exact or modes.get(kind) == "exact")}
-        self.nprobe = {kind: int(n) for kind, n in index_info.get("params", {}).get("nprobe", {}).items()}
+        params = index_info.get("params", {})
+        self.library: str = str(params.get("index"))  # "usearch", "hnswlib" or "exact"
+        modes = params.get("mode", {})
+        # kinds searched by the library's graph, and kinds whose graph missed the recall target and that are
+        # searched by IVF lists (numpy only: a device without the library still uses them)
+        graphs = any(modes.get(kind) == "hnsw" for kind in KINDS)  # import the library only when a graph is used
+        self.missing_library = graphs and self.library in backends.LIBRARIES and not backends.have(self.library)
+        self.graph_kinds = {kind for kind in KINDS if modes.get(kind) == "hnsw" and not self.missing_library}
+        self.ivf_kinds = {kind for kind in KINDS if modes.get(kind) == "ivf"}
+        self.nprobe = {kind: int(n) for kind, n in params.get("nprobe", {}).items()}
+        # exact everywhere: when asked, or when no kind has an index to use (small galleries, a missing library)
+        self.exact = exact or not (self.graph_kinds | self.ivf_kinds)
+        if exact:
+            self.graph_kinds, self.ivf_kinds = set(), set()
+        self.exact_kinds = set(KINDS) - self.graph_kinds - self.ivf_kinds
         self._ivf: dict[str, Any] = {}
         self.ef = ef
-        self._indexes: dict[str, Any] = {}
+        self._indexes: dict[str, backends.GraphIndex] = {}
         self._lock = threading.RLock()  # the app searches from a worker thread while the UI thread fetches clips
         self._matrices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -124,11 +145,13 @@ class Gallery:
 
         ef: HNSW search depth for every kind (default: the one measured at build time, recorded in index.json).
 
-        verify: "quick" (header, schema version, counts, index files against index.json incl. SHA-256), or "full"
-        (also ``PRAGMA integrity_check`` and every clip's checksum and decode).
+        verify: "quick" (db header, schema version, counts, index.json, each index file's size, library version and
+        header, and its SHA-256), "header" (the same without hashing the index files: for a caller that verified
+        their bytes already, as a bundle does against its manifest; a 100k-item index is about 100 MB to hash), or
+        "full" (also ``PRAGMA integrity_check`` and every clip's checksum and decode).
         """
-        if verify not in ("quick", "full"):
-            raise GalleryError(f"verify must be 'quick' or 'full', got {verify!r}")
+        if verify not in _VERIFY:
+            raise GalleryError(f"verify must be one of {', '.join(map(repr, _VERIFY))}, got {verify!r}")
         root = Path(path)
         db = root / DB_NAME
         if not root.is_dir():
@@ -146,7 +169,7 @@ class Gallery:
             meta = _read_meta(conn, db)
             _check_meta(meta, db, expect_fingerprint)
             counts = _read_counts(conn, db)
-            info = _check_index_json(root, meta, counts)
+            info = check_index_json(root, meta, counts, hash_files=verify != "header")
             chosen = info.get("params", {}).get("ef", {})
             efs = {kind: int(ef or chosen.get(kind, DEFAULT_EF)) for kind in KINDS}
             gallery = cls(root, conn, meta, info, exact=exact, ef=efs)
@@ -161,7 +184,7 @@ class Gallery:
             raise GalleryError(f"{db} is damaged ({exc}); rebuild the gallery") from None
 
     def close(self) -> None:
-        self._indexes.clear()
+        self._indexes.clear()  # drops the graphs (a USearch view unmaps its file) and the IVF memory maps
         self._ivf.clear()
         self._matrices.clear()
         self._conn.close()
@@ -208,38 +231,34 @@ class Gallery:
         q = vindex.normalise_rows(q)
         if len(self) == 0:
             return [[] for _ in range(len(q))]
-        use_exact = kind in self.exact_kinds if exact is None else (exact or not vindex.have_hnswlib())
-        use_ivf = exact is None and kind in self.ivf_kinds
+        use = "exact" if exact or kind in self.exact_kinds else ("ivf" if kind in self.ivf_kinds else "graph")
         try:
             with self._lock:
-                if use_ivf:
-                    from gallery.ivf import ivf_topk
-
-                    matrix, labels = self.vectors(kind)
-                    rows, scores = ivf_topk(self._ivf_index(kind), q, k, self.nprobe.get(kind, 32))
-                    found = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)
-                elif use_exact:
-                    matrix, labels = self.vectors(kind)
+                if use == "exact":
+                    matrix, labels = self._vectors(kind)
                     rows, scores = vindex.exact_topk(matrix, q, k)
-                    found = labels[rows]
-                else:
-                    found, scores = vindex.hnsw_topk(self._index(kind), q, k, self.ef[kind])
-                return [self._hits(f, s) for f, s in zip(found, scores)]
+                    return [self._hits(labels[r], s) for r, s in zip(rows, scores)]
+                if use == "ivf":  # exact scores of the probed lists' items already
+                    found, scores = ivf_topk(self._ivf_index(kind), q, k, self.nprobe.get(kind, 32))
+                    return [self._hits(f, s) for f, s in zip(found, scores)]
+                found, _ = self._index(kind).topk(q, k, self.ef[kind])
+                return [self._rescored_hits(f, qv, kind) for f, qv in zip(found, q)]
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.root / DB_NAME} is damaged ({exc}); rebuild the gallery") from None
 
-    def _ivf_index(self, kind: str):
-        if kind not in self._ivf:
-            from gallery.ivf import load_ivf
-
-            self._ivf[kind] = load_ivf(self.root / ivf_file_name(kind), self._vectors(kind)[0])
-        return self._ivf[kind]
-
-    def _index(self, kind: str):
+    def _index(self, kind: str) -> backends.GraphIndex:
         if kind not in self._indexes:
-            self._indexes[kind] = vindex.load_hnsw(self.root / index_file_name(kind), self.dim, len(self),
-                                                   self.ef[kind])
+            entry = self.index_info["files"][kind]
+            self._indexes[kind] = backends.open_graph(self.library, self.root / entry["file"], dim=self.dim,
+                                                      count=len(self))
         return self._indexes[kind]
+
+    def _ivf_index(self, kind: str) -> IVFIndex:
+        if kind not in self._ivf:
+            files = self.index_info["files"]
+            self._ivf[kind] = load_ivf(self.root / files[f"{kind}.ivf"]["file"],
+                                       self.root / files[f"{kind}.ivf.vectors"]["file"], count=len(self), dim=self.dim)
+        return self._ivf[kind]
 
     def vectors(self, kind: str = "caption") -> tuple[np.ndarray, np.ndarray]:
         """All ``kind`` embeddings as (matrix (N, dim) float32, labels (N,) int64), in label order (cached)."""
@@ -258,22 +277,40 @@ class Gallery:
             self._matrices[kind] = (matrix, labels)
         return self._matrices[kind]
 
+    _HIT_COLUMNS = "i.label, i.id, i.caption, i.zoom, i.lat, i.lon, i.split, i.renderer, i.sources"
+
     def _hits(self, labels: np.ndarray, scores: np.ndarray) -> list[Hit]:
         wanted = [int(x) for x in labels if x >= 0]
         marks = ",".join("?" * len(wanted))
-        rows = self._conn.execute(
-            f"SELECT label, id, caption, zoom, lat, lon, split, renderer, sources FROM items WHERE label IN ({marks})",
-            wanted).fetchall()
+        rows = self._conn.execute(f"SELECT {self._HIT_COLUMNS} FROM items i WHERE i.label IN ({marks})",
+                                  wanted).fetchall()
         by_label = {r[0]: r for r in rows}
-        hits = []
-        for lab, score in zip(wanted, scores):
-            r = by_label.get(lab)
-            if r is None:
-                raise GalleryError(f"the index returned label {lab}, which is not in {self.root / DB_NAME}: "
-                                   "index and db do not match; rebuild the gallery")
-            hits.append(Hit(id=r[1], score=float(score), caption=r[2], label=lab, zoom=r[3], lat=r[4], lon=r[5],
-                            split=r[6], renderer=r[7], sources=tuple(json.loads(r[8] or "[]"))))
-        return hits
+        return [self._hit(by_label.get(lab), lab, float(score)) for lab, score in zip(wanted, scores)]
+
+    def _rescored_hits(self, labels: np.ndarray, query: np.ndarray, kind: str) -> list[Hit]:
+        """The graph's hits with their rows and float32 vectors from the db: exact cosine scores, best first."""
+        wanted = [int(x) for x in labels if x >= 0]
+        marks = ",".join("?" * len(wanted))
+        rows = self._conn.execute(
+            f"SELECT {self._HIT_COLUMNS}, e.vector FROM items i JOIN embeddings e ON e.item_id = i.id AND e.kind = ? "
+            f"WHERE i.label IN ({marks})", [kind, *wanted]).fetchall()
+        by_label = {r[0]: r for r in rows}
+        for lab in wanted:
+            if lab not in by_label:
+                self._hit(None, lab, 0.0)  # raises: the index and the db disagree
+        if any(len(by_label[lab][-1]) != 4 * self.dim for lab in wanted):
+            raise GalleryError(f"{self.root / DB_NAME}: a stored {kind} vector is not {self.dim} float32 values")
+        vectors = np.frombuffer(b"".join(by_label[lab][-1] for lab in wanted), dtype=np.float32)
+        scores = vectors.reshape(len(wanted), self.dim) @ query
+        order = sorted(range(len(wanted)), key=lambda j: (-scores[j], wanted[j]))
+        return [self._hit(by_label[wanted[j]], wanted[j], float(scores[j])) for j in order]
+
+    def _hit(self, r: tuple | None, lab: int, score: float) -> Hit:
+        if r is None:
+            raise GalleryError(f"the index returned label {lab}, which is not in {self.root / DB_NAME}: "
+                               "index and db do not match; rebuild the gallery")
+        return Hit(id=r[1], score=score, caption=r[2], label=lab, zoom=r[3], lat=r[4], lon=r[5], split=r[6],
+                   renderer=r[7], sources=_sources(r[8]))
 
     # ------------------------------------------------------------------------------------------------ items, clips
 
@@ -368,35 +405,3 @@ def _read_counts(conn: sqlite3.Connection, db: Path) -> dict[str, int]:
     if len(set(counts.values())) != 1:
         raise GalleryError(f"{db} is inconsistent ({counts}); rerun the build to repair it")
     return counts
-
-
-def _check_index_json(root: Path, meta: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
-    path = root / INDEX_JSON
-    if not path.is_file():
-        raise GalleryError(f"{root} has no {INDEX_JSON}: {_UNFINISHED}")
-    info = read_json(path, GalleryError)
-    db = root / DB_NAME
-    if meta["count"] != counts["items"]:
-        raise GalleryError(f"{db} holds {counts['items']} items but its meta says {meta['count']}: {_UNFINISHED}")
-    checks = [("count", counts["items"]), ("dim", meta["embedding_dim"]), ("fingerprint", meta["model_fingerprint"]),
-              ("build_id", meta["build_id"]), ("schema_version", SCHEMA_VERSION)]
-    for key, want in checks:
-        if info.get(key) != want:
-            raise GalleryError(f"index {path} does not match {db}: {key} is {info.get(key)!r} in the index and "
-                               f"{want!r} in the db; rebuild the gallery index (rerun the build)")
-    recorded = meta.get("index_sha256", {})
-    entries = dict(info.get("files", {}))
-    for kind in KINDS:
-        if kind not in entries:
-            raise GalleryError(f"index {path} lists no {kind} index")
-        if info.get("params", {}).get("mode", {}).get(kind) == "ivf" and f"{kind}.ivf" not in entries:
-            raise GalleryError(f"index {path} searches {kind} by IVF lists but lists no {ivf_file_name(kind)}")
-    for kind, entry in entries.items():
-        file = root / entry["file"]
-        if not file.is_file():
-            raise GalleryError(f"index file {file} is missing")
-        digest = sha256_file(file)
-        if digest != entry["sha256"] or recorded.get(kind) != digest:
-            raise GalleryError(f"index file {file} does not match its gallery (SHA-256 differs from the one recorded "
-                               "at build time); rebuild the gallery index (rerun the build)")
-    return info

@@ -1,4 +1,4 @@
-"""Build-side gallery writer: SQLite through sqlite-utils, one transaction per batch, then the HNSW indexes.
+"""Build-side gallery writer: SQLite through sqlite-utils, one transaction per batch, then the search indexes.
 
 Tables (``gallery.db``)::
 
@@ -29,19 +29,25 @@ import numpy as np
 import sqlite_utils
 
 from contracts.artifacts import sha256_bytes, sha256_file
+from gallery import backends
 from gallery import index as vindex
 from gallery.errors import GalleryError
+from gallery.ivf import ivf_file_names, save_ivf
 from gallery.layout import (
     DB_NAME,
+    DEFAULT_DTYPE,
+    DEFAULT_INDEX,
     EF_LADDER,
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
+    INDEX_CHOICES,
+    INDEX_FORMAT,
     INDEX_JSON,
     KINDS,
     SCHEMA_VERSION,
     TARGET_RECALL,
+    USEARCH_DTYPES,
     index_file_name,
-    ivf_file_name,
 )
 from gallery.query import check_db_file
 
@@ -213,37 +219,88 @@ class GalleryWriter:
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
         return matrix, labels
 
-    def _try_ivf(self, kind: str, matrix: np.ndarray, queries: np.ndarray, files: dict[str, Any],
-                 measured: dict[str, Any], seed: int) -> dict[str, Any] | None:
-        """Build, tune and save IVF lists for ``kind``; the cheapest nprobe reaching the target, or None."""
-        from gallery.ivf import NPROBE_LADDER, build_ivf, measure_nprobe, save_ivf
+    def tuning_sources(self, n: int = 150, seed: int = 0) -> tuple[list[str], list[tuple[float, float, int]]]:
+        """Up to ``n`` captions and ``n`` item places (lat, lon, zoom) of this gallery, drawn at random: what
+        gallery.tuning.real_use_queries turns into text and place tuning queries."""
+        rng = np.random.default_rng(seed)
+        captions = [r[0] for r in self.db.execute("SELECT caption FROM items ORDER BY label")]
+        places = [(float(r[0]), float(r[1]), int(r[2] or 1)) for r in self.db.execute(
+            "SELECT lat, lon, zoom FROM items WHERE lat IS NOT NULL AND lon IS NOT NULL ORDER BY label")]
+        pick = [captions[int(i)] for i in rng.choice(len(captions), size=min(n, len(captions)), replace=False)]
+        where = [places[int(i)] for i in rng.choice(len(places), size=min(n, len(places)), replace=False)]
+        return pick, where
 
-        index = build_ivf(matrix, seed=seed)
-        table = measure_nprobe(index, matrix, queries, k=min(10, len(matrix)), ladder=NPROBE_LADDER)
-        best = vindex.choose_ef(table, TARGET_RECALL, key="nprobe")
-        ok = best["recall"] >= TARGET_RECALL
-        measured["ivf"] = {"n_lists": index.n_lists, "table": table, "chosen": best if ok else None}
-        if not ok:
+    def _keep(self, key: str, path: Path, files: dict[str, Any], library: str, version: str | None) -> None:
+        """Record a written index file: its size, SHA-256 and the library (and version) that reads it."""
+        files[key] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                      "library": library, "version": version}
+
+    def _graph(self, kind: str, vectors: tuple[np.ndarray, np.ndarray], queries: dict[str, np.ndarray],
+               files: dict[str, Any], measured: dict[str, Any], *, index: str, dtype: str, m: int,
+               ef_construction: int, threads: int, beat: bool) -> str | None:
+        """Build and tune ``kind``'s graph; save it and return "hnsw" when it reaches the target (and beats exact
+        search, when ``beat``)."""
+        from gallery.tuning import tune_graph
+
+        matrix, labels = vectors
+        graph = vindex.build_hnsw(matrix, labels, m=m, ef_construction=ef_construction, threads=threads,
+                                  library=index, dtype=dtype)
+        result = tune_graph(graph, matrix, labels, queries, k=min(10, len(matrix)), threads=threads)
+        measured.update(result)
+        best = result["chosen"]
+        if vindex.worst_recall(best) < TARGET_RECALL or (beat and best["p50_ms"] >= result["exact_p50_ms"]):
             return None
-        final = self.root / ivf_file_name(kind)
+        final = self.root / index_file_name(kind, index)
         tmp = final.with_name(final.name + ".tmp")
-        save_ivf(index, tmp)
+        graph.save(tmp)
         os.replace(tmp, final)
-        files[f"{kind}.ivf"] = {"file": final.name, "sha256": sha256_file(final), "bytes": final.stat().st_size}
-        return measured["ivf"]["chosen"]
+        self._keep(kind, final, files, index, backends.version(index))
+        return "hnsw"
 
-    def finish(self, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION, threads: int = 1,
-               tune_queries: int = 300, seed: int = 0, try_hnsw: bool = True,
-               must_beat_exact: bool = True) -> dict[str, Any]:
-        """Build, tune and save the HNSW indexes, record them in meta and index.json, and close the WAL.
+    def _ivf(self, kind: str, matrix: np.ndarray, queries: dict[str, np.ndarray], files: dict[str, Any],
+             measured: dict[str, Any], *, threads: int, beat: bool, seed: int) -> int | None:
+        """Train, tune and save ``kind``'s IVF lists; their nprobe when they reach the target (and beat exact)."""
+        from gallery.tuning import exact_latency, train_ivf, tune_ivf
 
-        ef is chosen by measurement on this gallery: queries are the other kind's vectors (audio embeddings query the
-        caption index, as places and sounds do at run time), recall@10 against exact search for each ef of
-        EF_LADDER, the cheapest reaching TARGET_RECALL wins. When none does, an IVF index (gallery/ivf.py) is built
-        and tuned the same way over its nprobe ladder: search mode "ivf" when it reaches the target, else "exact".
-        Either index must also beat exact search's latency (``must_beat_exact``; tests switch it off, and
-        ``try_hnsw=False`` skips straight to IVF, to exercise that path on small galleries).
+        lists = train_ivf(matrix, seed=seed, threads=threads)
+        result = tune_ivf(lists, matrix, queries, k=min(10, len(matrix)), threads=threads)
+        measured["ivf"] = result
+        best = result["chosen"]
+        exact_ms = measured.get("exact_p50_ms") or exact_latency(matrix, queries)
+        measured["exact_p50_ms"] = exact_ms
+        if vindex.worst_recall(best) < TARGET_RECALL or (beat and best["p50_ms"] >= exact_ms):
+            return None
+        names = ivf_file_names(kind)
+        tmp = [self.root / (name + ".tmp") for name in names]
+        save_ivf(lists, *tmp)
+        for t, name in zip(tmp, names):
+            os.replace(t, self.root / name)
+        self._keep(f"{kind}.ivf", self.root / names[0], files, "numpy", np.__version__)
+        self._keep(f"{kind}.ivf.vectors", self.root / names[1], files, "numpy", np.__version__)
+        return int(best["nprobe"])
+
+    def finish(self, *, index: str = DEFAULT_INDEX, dtype: str = DEFAULT_DTYPE, m: int = HNSW_M,
+               ef_construction: int = HNSW_EF_CONSTRUCTION, threads: int = 1,
+               tune_queries: dict[str, np.ndarray] | None = None, tune_count: int = 300, seed: int = 0,
+               must_beat_exact: bool = True, kinds: tuple[str, ...] = KINDS, try_graph: bool = True,
+               ivf_fallback: bool = True) -> dict[str, Any]:
+        """Build, tune and save the search indexes, record them in meta and index.json, and close the WAL.
+
+        ``index``: "usearch" (default), "hnswlib" or "exact" (no index at all). Each kind's graph is tuned with
+        ``tune_queries`` (name -> (Q, dim) vectors: the text and place queries gallery.build makes) and up to
+        ``tune_count`` of the other kind's vectors (audio embeddings query the caption graph, as sounds do at run
+        time); ef is the cheapest of EF_LADDER whose recall@10 against exact search (FAISS) reaches TARGET_RECALL
+        for every kind of query. The kind is searched by its graph (mode "hnsw") when that ef exists and the
+        graph beats exact search's latency (``must_beat_exact``; tests switch it off); else by IVF lists (mode
+        "ivf", gallery/ivf.py) when their cheapest nprobe reaching the target beats exact search; else exactly
+        (mode "exact"). Only the files of the mode chosen are kept. Kinds not in ``kinds`` are searched exactly;
+        ``try_graph=False`` / ``ivf_fallback=False`` skip a step (tests, benchmarks).
         """
+        if index not in INDEX_CHOICES:
+            raise GalleryError(f"--index must be one of {', '.join(INDEX_CHOICES)}, got {index!r}")
+        if index == "usearch" and dtype not in USEARCH_DTYPES:
+            raise GalleryError(f"--index-dtype must be one of {', '.join(USEARCH_DTYPES)}, got {dtype!r}")
+        dtype = dtype if index == "usearch" else "f32"
         count = self.count()
         matrices = {kind: self.vectors(kind) for kind in KINDS}
         for kind, (_, labels) in matrices.items():
@@ -251,52 +308,42 @@ class GalleryWriter:
                 raise GalleryError(f"{self.root / DB_NAME} has {len(labels)} {kind} vectors for {count} items or "
                                    "gaps in its labels; delete it and rebuild")
         rng = np.random.default_rng(seed)
-        files, params_ef, measured, modes, nprobes = {}, {}, {}, {}, {}
+        files: dict[str, dict[str, Any]] = {}
+        params_ef, nprobes, measured, modes = {}, {}, {}, {}
         for kind in KINDS:
-            matrix, labels = matrices[kind]
+            for name in (index_file_name(kind, "usearch"), index_file_name(kind, "hnswlib"), *ivf_file_names(kind)):
+                (self.root / name).unlink(missing_ok=True)
+            modes[kind], params_ef[kind] = "exact", EF_LADDER[0]
+            if index == "exact" or count < 2 or kind not in kinds:
+                continue
             other = matrices["audio" if kind == "caption" else "caption"][0]
-            index = vindex.build_hnsw(matrix, labels, m=m, ef_construction=ef_construction, threads=threads)
-            exact_ms = None
-            if count:
-                pick = rng.choice(count, size=min(tune_queries, count), replace=False)
-                table = vindex.measure_ef(index, matrix, labels, other[pick], k=min(10, count), ladder=EF_LADDER)
-                best = vindex.choose_ef(table, TARGET_RECALL)
-                exact_ms = vindex.exact_latency_ms(matrix, other[pick[:50]], k=min(10, count))
-            else:
-                table, best = [], {"ef": EF_LADDER[0], "recall": 1.0}
-            params_ef[kind] = best["ef"]
-            # exact search when no index reaches the target recall, or when it is no faster (small galleries:
-            # a few thousand vectors are one 0.1-0.2 ms matrix product, recall 1 for free)
-
-            def beats_exact(row: dict, exact_ms: float | None = exact_ms) -> bool:
-                return not must_beat_exact or exact_ms is None or row.get("p50_ms", float("inf")) < exact_ms
-
-            modes[kind] = "hnsw" if try_hnsw and best["recall"] >= TARGET_RECALL and beats_exact(best) else "exact"
-            measured[kind] = {"chosen": best, "table": table, "exact_p50_ms": exact_ms,
-                              "queries": "other-kind vectors of this gallery"}
-            if modes[kind] == "exact" and count >= 2:
-                ivf_best = self._try_ivf(kind, matrix, other[pick], files, measured[kind], seed)
-                if ivf_best is not None and beats_exact(ivf_best):
-                    modes[kind], nprobes[kind] = "ivf", ivf_best["nprobe"]
-            final = self.root / index_file_name(kind)
-            tmp = final.with_name(final.name + ".tmp")
-            index.save_index(str(tmp))
-            os.replace(tmp, final)
-            files[kind] = {"file": final.name, "sha256": sha256_file(final), "bytes": final.stat().st_size}
-        for kind in KINDS:  # IVF lists of kinds that did not end up searching by them are not kept
-            if modes[kind] != "ivf":
-                files.pop(f"{kind}.ivf", None)
-                (self.root / ivf_file_name(kind)).unlink(missing_ok=True)
-        params = {"M": m, "ef_construction": ef_construction, "ef": params_ef, "mode": modes, "nprobe": nprobes,
+            queries = {**(tune_queries or {}),
+                       "other-kind": other[rng.choice(count, size=min(tune_count, count), replace=False)]}
+            measured[kind] = {}
+            if try_graph:
+                mode = self._graph(kind, matrices[kind], queries, files, measured[kind], index=index, dtype=dtype,
+                                   m=m, ef_construction=ef_construction, threads=threads, beat=must_beat_exact)
+                params_ef[kind] = measured[kind]["chosen"]["ef"]
+                if mode:
+                    modes[kind] = mode
+                    continue
+            if ivf_fallback:
+                nprobe = self._ivf(kind, matrices[kind][0], queries, files, measured[kind], threads=threads,
+                                   beat=must_beat_exact, seed=seed)
+                if nprobe:
+                    modes[kind], nprobes[kind] = "ivf", nprobe
+        params = {"index": index, "library": None if index == "exact" else index,
+                  "version": None if index == "exact" else backends.version(index), "dtype": dtype, "metric": "cos",
+                  "M": m, "ef_construction": ef_construction, "ef": params_ef, "mode": modes, "nprobe": nprobes,
                   "target_recall": TARGET_RECALL}
         self.set_meta({"count": count, "updated": _now(), "hnsw": params,
                        "index_sha256": {k: v["sha256"] for k, v in files.items()}})
         # Fold the WAL back into the file: a finished gallery is one self-contained, read-only-openable file.
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.db.disable_wal()
-        info = {"schema_version": SCHEMA_VERSION, "build_id": self.meta["build_id"], "count": count, "dim": self.dim,
-                "fingerprint": self.meta["model_fingerprint"], "params": params, "measured": measured,
-                "files": files, "created": _now()}
+        info = {"index_format": INDEX_FORMAT, "schema_version": SCHEMA_VERSION, "build_id": self.meta["build_id"],
+                "count": count, "dim": self.dim, "fingerprint": self.meta["model_fingerprint"], "params": params,
+                "measured": measured, "files": files, "created": _now()}
         tmp = self.root / (INDEX_JSON + ".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, self.root / INDEX_JSON)

@@ -1,4 +1,4 @@
-"""``python -m mobile_app --bundle DIR [--kiosk] [--field] [--runtime onnx|tflite]`` (and ``sat2sound app``).
+"""``python -m mobile_app --bundle DIR [--kiosk] [--field [--flat]] [--runtime onnx|tflite]`` (and ``sat2sound app``).
 
 Device-side: never imports torch. Kivy is imported only after its environment is set (mobile_app.kivy_env).
 """
@@ -21,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--kiosk", action="store_true",
                       help="exhibit mode: fullscreen, large targets, idle attract loop, no keyboard needed")
     mode.add_argument("--field", action="store_true",
-                      help="field mode: follow the device position (GPS, pin or typed) and crossfade as it moves")
+                      help="field mode (AR audio): follow the device position (GPS, pin or typed) and heading "
+                      "(compass, dial or arrow keys) and hear the places around you from their directions")
+    parser.add_argument("--flat", action="store_true",
+                        help="field mode without directions: only the place's own soundscape, crossfading as you move")
     parser.add_argument("--idle", type=float, default=90.0, help="kiosk: seconds without a touch before the tour")
     parser.add_argument("--tour", type=float, default=14.0, help="kiosk: seconds per toured place")
     parser.add_argument("--fade", type=float, default=2.5, help="crossfade seconds (field mode and kiosk tour)")
@@ -50,10 +53,10 @@ def make_app(args: argparse.Namespace):
     kivy_env.configure(headless=True if args.headless else None, size=(w, h), fullscreen=args.kiosk)
     from mobile_app.app import Sat2SoundApp  # imports Kivy, which reads its environment once, at import
 
-
     return Sat2SoundApp(args.bundle, runtime=args.runtime, kiosk=args.kiosk, field=args.field,
                         data_dir=args.data_dir, verify=not args.no_verify, k=args.k, idle_s=args.idle,
-                        tour_s=args.tour, fade_s=args.fade, threads=args.threads, clock=clock)
+                        tour_s=args.tour, fade_s=args.fade, threads=args.threads, clock=clock,
+                        flat=getattr(args, "flat", False))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,15 +4,18 @@ Three ways to run it (``python -m mobile_app --bundle DIR``):
 - plain: tap a place; the app cuts the model's view of it out of the bundle's map at the chosen zoom, runs the
   on-device image+metadata tower with the device clock's month and hour and the chosen recording style, searches
   the gallery and plays the nearest soundscape, with its caption and the next few as buttons to play instead.
-- ``--field`` (mobile_app.field_mode): follows the device's position (GPS through plyer where it exists, else a pin
-  you tap or coordinates you type) and crossfades to the new place's soundscape as you move.
+- ``--field`` (mobile_app.field_mode): AR audio. Follows the device's position (GPS through plyer where it exists,
+  else a pin you tap or coordinates you type) and heading (compass, else a dial or the arrow keys) and mixes the
+  place you stand on with its neighbours, each from its direction (``--flat``: only the place's own soundscape,
+  crossfading as you move).
 - ``--kiosk`` (mobile_app.kiosk_mode): an exhibit. Fullscreen, large touch targets, no keyboard or network; after a
   while without touches it resets and tours interesting places of the region by itself until someone touches it.
 
 This module is the screen all three share: the map (mobile_app.mapwidgets) beside the panel (mobile_app.panel),
 and what a place, a zoom, a style or an alternative does. Whatever goes wrong is shown as one clear message (a bad
 bundle, a tap outside the region, a tile missing from the map, a clip that does not decode: that one is skipped and
-the next nearest plays). Never torch.
+the next nearest plays). A tap starts the sound before the screen is updated: the caption, the model's view and the
+alternatives are drawn on the next frame (Clock), which is what the eye sees anyway. Never torch.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kivy.app import App
+from kivy.clock import Clock
 from kivy.core.window import Window
 from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
@@ -35,7 +39,7 @@ from mobile_app.engine import Answer, Soundscape
 from mobile_app.errors import PlaybackError
 from mobile_app.field_mode import FieldMode
 from mobile_app.kiosk_mode import KioskMode
-from mobile_app.mapwidgets import BundleMapSource, FootprintLayer, RegionLayer, TapMapView
+from mobile_app.mapwidgets import BundleMapSource, FootprintLayer, ListenerLayer, RegionLayer, TapMapView
 from mobile_app.panel import Panel
 from mobile_app.place import When
 from mobile_app.player import ClipPlayer
@@ -58,7 +62,7 @@ class Sat2SoundApp(App):
     def __init__(self, bundle: str | Path, *, runtime: str = "onnx", kiosk: bool = False, field: bool = False,
                  data_dir: str | Path | None = None, verify: bool = True, k: int = 5, idle_s: float = 90.0,
                  tour_s: float = 14.0, fade_s: float = 2.5, move_m: float = 30.0, threads: int = 2,
-                 clock: dt.datetime | None = None, **kwargs):
+                 clock: dt.datetime | None = None, flat: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.bundle_dir = Path(bundle)
         self.runtime = runtime
@@ -72,12 +76,13 @@ class Sat2SoundApp(App):
         self._data_dir = Path(data_dir) if data_dir else None
         self.scale = 1.3 if kiosk else 1.0
         self.kiosk_mode = KioskMode(self, idle_s=idle_s, tour_s=tour_s) if kiosk else None
-        self.field_mode = FieldMode(self, move_m=move_m) if field else None
+        self.field_mode = FieldMode(self, move_m=move_m, spatial=not flat) if field else None
         self.engine: Soundscape | None = None
         self.player: ClipPlayer | None = None
         self.panel: Panel | None = None
         self.mapview: TapMapView | None = None
         self.footprint: FootprintLayer | None = None
+        self.listener_layer: ListenerLayer | None = None
         self.banner: Label | None = None
         self.home: tuple[float, float, int] | None = None  # lat, lon, map level of the opening view
         self.error: str | None = None
@@ -124,11 +129,14 @@ class Sat2SoundApp(App):
             if mode is not None:
                 mode.start()
         self.cold_start_ms = (time.perf_counter() - self._t_start) * 1e3
-        self.say("Tap a place inside the outlined region to hear it." if not self.field else
-                 "Field mode: your position is followed; tap or type coordinates to move the pin.")
+        if self.message_kind != "error":  # a mode's own warning (e.g. no audio stream) stays on screen
+            self.say("Tap a place inside the outlined region to hear it." if not self.field else
+                     "Field mode: your position is followed; tap or type coordinates to move the pin.")
         return root
 
     def on_stop(self):
+        if self.field_mode is not None:
+            self.field_mode.stop()
         if self.player is not None:
             self.player.close()
         if self.engine is not None:
@@ -147,6 +155,9 @@ class Sat2SoundApp(App):
         self.mapview.add_layer(RegionLayer(b.region), mode="window")
         self.footprint = FootprintLayer()
         self.mapview.add_layer(self.footprint, mode="window")
+        if self.field:
+            self.listener_layer = ListenerLayer()
+            self.mapview.add_layer(self.listener_layer, mode="window")
         self.mapview.bind(on_tap=lambda _w, la, lo: self.tap(la, lo))
         # mapview draws as if it sat at the window's origin; a RelativeLayout gives it its own origin, so the map
         # works wherever the layout puts it (beside the panel, or above it on a portrait phone).
@@ -175,18 +186,25 @@ class Sat2SoundApp(App):
 
     def set_zoom(self, zoom: int) -> None:
         self.select_zoom(zoom)
-        if self.place is not None:
-            self.listen_at(*self.place, source="zoom")
+        self._ask_again("zoom")
 
     def set_style(self, style: str) -> None:
         self.style = style
         self.panel.select_style(style)
-        if self.place is not None:
-            self.listen_at(*self.place, source="style")
+        self._ask_again("style")
+
+    def _ask_again(self, source: str) -> None:
+        """The question changed (zoom, style): ask it again about the current place."""
+        if self.field_mode is not None and self.field_mode.spatial:
+            self.field_mode.refresh()
+        elif self.place is not None:
+            self.listen_at(*self.place, source=source)
 
     def stop_sound(self) -> None:
         if self.player is not None:
             self.player.stop()
+        if self.field_mode is not None:
+            self.field_mode.stop_sound()
         self.say("Stopped. Tap a place to listen again.")
 
     def tap(self, lat: float, lon: float) -> None:
@@ -210,11 +228,9 @@ class Sat2SoundApp(App):
 
     # ------------------------------------------------------------------------------------------------ listening
 
-    def look_at(self, lat: float, lon: float) -> Answer | None:
-        """Ask the model and the gallery about a place and show the place and the view the model saw.
-
-        None (with the message shown) when the place cannot be heard; nothing plays yet.
-        """
+    def _ask(self, lat: float, lon: float) -> Answer | None:
+        """Ask the model and the gallery about a place (nothing shown, nothing played); None with a message when
+        the place cannot be heard."""
         try:
             answer = self.engine.listen(lon, lat, self.zoom, audio_source=self.style, when=self.when(), k=self.k)
         except Sat2SoundError as exc:
@@ -222,27 +238,52 @@ class Sat2SoundApp(App):
             return None
         self.place = (lat, lon)
         self.answer = answer
-        self.footprint.show(lat, lon, self.engine.bundle.views[self.zoom].ground_m)
+        return answer
+
+    def _show_place(self, answer: Answer) -> None:
+        self.footprint.show(answer.lat, answer.lon, self.engine.bundle.views[answer.zoom].ground_m)
         self.panel.show_view(answer.view)
+
+    def look_at(self, lat: float, lon: float) -> Answer | None:
+        """Ask the model and the gallery about a place and show the place and the view the model saw.
+
+        None (with the message shown) when the place cannot be heard; nothing plays yet.
+        """
+        answer = self._ask(lat, lon)
+        if answer is not None:
+            self._show_place(answer)
         return answer
 
     def listen_at(self, lat: float, lon: float, *, source: str = "tap", crossfade: bool = False) -> bool:
-        """Embed the place, search the gallery, play the nearest playable clip. False (with a message) on failure."""
+        """Embed the place, search the gallery, play the nearest playable clip. False (with a message) on failure.
+
+        The sound starts first; the place, the view, the caption and the alternatives are drawn on the next frame.
+        """
         t0 = time.perf_counter()
-        answer = self.look_at(lat, lon)
+        answer = self._ask(lat, lon)
         if answer is None:
             return False
         t1 = time.perf_counter()
-        played = self.play_from(answer.hits, 0, crossfade=crossfade)
+        played = self.play_from(answer.hits, 0, crossfade=crossfade, show=False)
         t2 = time.perf_counter()
-        self.timings = {**answer.ms, "play": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3}
-        if played is None:
-            return False
-        self.show_alternatives()
-        return True
+        self.timings = {**answer.ms, "play": (t2 - t1) * 1e3, "total": (t2 - t0) * 1e3,
+                        **{f"play_{k}": v for k, v in self.player.last_ms.items()}}
+        Clock.schedule_once(lambda _dt: self._show_answer(answer, played), 0)
+        return played is not None
 
-    def play_from(self, hits: list[Hit], start: int, *, crossfade: bool = False) -> Hit | None:
-        """Play hits[start], or the next one that plays; skipped clips are reported. Returns the hit played."""
+    def _show_answer(self, answer: Answer, played: Hit | None) -> None:
+        t0 = time.perf_counter()
+        if answer is not self.answer:  # a newer answer arrived before this frame: that one is shown
+            return
+        self._show_place(answer)
+        if played is not None:
+            self.panel.show_caption(played)
+            self.show_alternatives()
+        self.timings["ui_after_sound"] = (time.perf_counter() - t0) * 1e3
+
+    def play_from(self, hits: list[Hit], start: int, *, crossfade: bool = False, show: bool = True) -> Hit | None:
+        """Play hits[start], or the next one that plays; skipped clips are reported. Returns the hit played.
+        ``show``: put its caption on screen now (else the caller does, after the sound has started)."""
         self.skipped = []
         for hit in hits[start:]:
             try:
@@ -252,7 +293,8 @@ class Sat2SoundApp(App):
                 self.skipped.append({"id": hit.id, "reason": str(exc)})
                 continue
             self.playing_hit = hit
-            self.panel.show_caption(hit)
+            if show:
+                self.panel.show_caption(hit)
             if self.skipped:
                 n = len(self.skipped)
                 self.say(f"{n} nearer clip{'s' if n > 1 else ''} could not be played ({self.skipped[0]['reason']}); "
@@ -266,6 +308,9 @@ class Sat2SoundApp(App):
 
     def play_alternative(self, index: int) -> None:
         if self.answer is None or index >= len(self.answer.hits):
+            return
+        if self.field_mode is not None and self.field_mode.scene is not None:
+            self.field_mode.play_alternative(index)
             return
         t0 = time.perf_counter()
         self.play_from(self.answer.hits, index, crossfade=self.field)
@@ -320,6 +365,7 @@ class Sat2SoundApp(App):
             "kiosk": self.kiosk,
             "field": self.field,
             "position_source": self.field_mode.position_source if self.field_mode is not None else "none",
+            "field_mode": self.field_mode.snapshot() if self.field_mode is not None else None,
             "runtime": self.engine.tower.name if self.engine else None,
             "window": list(Window.size),
             "fullscreen": Window.fullscreen,

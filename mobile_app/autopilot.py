@@ -8,9 +8,13 @@ of the app's state, the measured tap-to-sound latencies and any step that failed
 Steps (a JSON list of objects):
     {"do": "tap", "lat": 48.01, "lon": 8.21}         touch the map where that place is on screen
     {"do": "tap_frac", "x": 0.05, "y": 0.5}         touch the window at a fraction of its size
-    {"do": "press", "target": "zoom:3"}             touch a button: zoom:Z, style:NAME, alt:I, stop, go
+    {"do": "press", "target": "zoom:3"}             touch a button: zoom:Z, style:NAME, alt:I, stop, go, dial
     {"do": "type", "text": "48.01, 8.21"}           put text in the coordinate box (field mode)
     {"do": "position", "lat": .., "lon": ..}        a GPS fix (field mode)
+    {"do": "heading", "deg": 90}                    a compass reading (field mode)
+    {"do": "dial", "deg": 90}                       touch the heading dial at that angle (field mode)
+    {"do": "key", "key": "right"}                   an arrow key (left / right turn the heading in field mode)
+    {"do": "save_audio", "path": "a.npy", "last_s": 0.5}   field mode's rendered stereo (.npy float32, or .wav)
     {"do": "center", "lat": .., "lon": .., "level": 15}
     {"do": "wait", "s": 1.5}                        let the app run (fades, idle timers, tile loading)
     {"do": "wait_tiles", "timeout": 10}             until the map's visible tiles have loaded
@@ -67,6 +71,8 @@ def _target(app, name: str):
         return app.panel.stop_button
     if kind == "go":
         return _field_mode(app).go_button
+    if kind == "dial":
+        return _field_mode(app).dial
     raise ValueError(f"unknown press target {name!r}")
 
 
@@ -94,8 +100,26 @@ def steps(app, script: list[dict[str, Any]], result: dict[str, Any]):
                 _touch(*_widget_center(_target(app, step["target"])))
             elif what == "type":
                 _field_mode(app).coord_input.text = str(step["text"])
-            elif what == "position":
-                _field_mode(app).set_position(float(step["lat"]), float(step["lon"]), source="gps")
+            elif what in ("position", "heading"):
+                fm = _field_mode(app)
+                t0 = time.perf_counter()
+                if what == "position":
+                    fm.set_position(float(step["lat"]), float(step["lon"]), source="gps")
+                else:
+                    fm.set_heading(step["deg"], source="compass")
+                result["updates"].append({"do": what, "handle_ms": (time.perf_counter() - t0) * 1e3,
+                                          "timings_ms": dict(fm.timings)})
+            elif what == "dial":
+                dial = _field_mode(app).dial
+                t0 = time.perf_counter()
+                _touch(*dial.to_window(*dial.point_at(float(step["deg"]))))
+                result["turns"].append({"deg": step["deg"], "handle_ms": (time.perf_counter() - t0) * 1e3,
+                                        "timings_ms": dict(_field_mode(app).timings)})
+            elif what == "key":
+                code = {"left": 276, "right": 275}[step["key"]]
+                Window.dispatch("on_key_down", code, 0, None, [])
+            elif what == "save_audio":
+                _save_audio(app, Path(step["path"]), step.get("last_s"))
             elif what == "center":
                 if "level" in step:
                     app.mapview.zoom = int(step["level"])
@@ -128,6 +152,27 @@ def steps(app, script: list[dict[str, Any]], result: dict[str, Any]):
         yield float(step.get("after", 0.05))
 
 
+def _save_audio(app, path: Path, last_s: float | None) -> None:
+    """Write what field mode's buffer output has rendered: float32 .npy (exact), or 16-bit .wav."""
+    import wave
+
+    import numpy as np
+
+    out = _field_mode(app).output
+    if out is None or not hasattr(out, "audio"):
+        raise ValueError("no rendered audio to save: field mode has no buffer output (not headless, or --flat)")
+    x = out.audio(None if last_s is None else float(last_s))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, x)
+        return
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(out.sample_rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+
+
 def _bench_taps(app, step: dict[str, Any], result: dict[str, Any]):
     r = app.engine.bundle.region
     rng = random.Random(int(step.get("seed", 0)))
@@ -145,6 +190,7 @@ def _bench_taps(app, step: dict[str, Any], result: dict[str, Any]):
         ok = app.playing_hit is not None and app.place is not None and abs(app.place[0] - lat) < 1e-3
         lats.append({"handle_ms": dt_s * 1e3, "timings_ms": dict(app.timings), "ok": bool(ok)})
         yield 0.02
+        lats[-1]["ui_after_sound_ms"] = app.timings.get("ui_after_sound")  # drawn on the frame after the sound
     result["bench_taps"] = lats
 
 
@@ -153,7 +199,8 @@ def run(app, script: list[dict[str, Any]], out: Path, *, start_delay: float = 0.
     from kivy.clock import Clock
     from kivy.core.window import Window
 
-    result: dict[str, Any] = {"snapshots": {}, "taps": [], "screenshots": [], "errors": [], "finished": False}
+    result: dict[str, Any] = {"snapshots": {}, "taps": [], "turns": [], "updates": [], "screenshots": [],
+                              "errors": [], "finished": False}
     t_launch = time.perf_counter()
     launched_at = os.environ.get("SAT2SOUND_LAUNCH_TIME")  # time.time() when the caller started this process
 

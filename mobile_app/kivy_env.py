@@ -21,6 +21,11 @@ def headless_wanted() -> bool:
         and "ANDROID_ARGUMENT" not in os.environ
 
 
+def dummy_audio() -> bool:
+    """SDL's audio goes nowhere (the dummy driver of a headless run): sound can only be rendered, not heard."""
+    return os.environ.get("SDL_AUDIODRIVER") == "dummy"
+
+
 def configure(*, headless: bool | None = None, kivy_home: str | None = None, size: tuple[int, int] | None = None,
               fullscreen: bool = False, log: bool = False) -> None:
     """Set Kivy's environment and window config. Call before anything imports kivy."""

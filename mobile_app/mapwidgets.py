@@ -1,5 +1,6 @@
-"""Map pieces for the app: the bundle's MBTiles as a map source, a map that reports taps, and two overlay layers
-(the region's outline with everything outside dimmed, and the tapped place with the square of ground the model saw).
+"""Map pieces for the app: the bundle's MBTiles as a map source, a map that reports taps, and overlay layers (the
+region's outline with everything outside dimmed; the tapped place with the square of ground the model saw; in field
+mode the listener, where they face, and the neighbouring places that sound).
 
 Kivy + kivy_garden.mapview; imported only after the app has set up Kivy's environment. Never torch.
 """
@@ -7,12 +8,13 @@ Kivy + kivy_garden.mapview; imported only after the app has set up Kivy's enviro
 from __future__ import annotations
 
 import io
+import math
 import sqlite3
 import time
 from typing import TYPE_CHECKING
 
 from kivy.core.image import Image as CoreImage
-from kivy.graphics import Color, Ellipse, Line, Rectangle
+from kivy.graphics import Color, Ellipse, Line, Mesh, Rectangle
 from kivy.metrics import dp
 from kivy_garden.mapview import MapLayer, MapView
 from kivy_garden.mapview.downloader import Downloader
@@ -167,4 +169,59 @@ class FootprintLayer(MapLayer):
             Color(0, 0, 0, 0.6)
             Ellipse(pos=(cx - r - dp(1.5), cy - r - dp(1.5)), size=(2 * r + dp(3), 2 * r + dp(3)))
             Color(*self.colour, 1.0)
+            Ellipse(pos=(cx - r, cy - r), size=(2 * r, 2 * r))
+
+
+class ListenerLayer(MapLayer):
+    """Field mode: the listener with a cone pointing where they face, and the neighbouring places that sound, as
+    discs sized by loudness and tinted by ear (blue: more in the left ear, orange: more in the right)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.listener: tuple[float, float] | None = None  # lat, lon
+        self.heading = 0.0
+        self.sources: list[dict] = []  # Sounding.as_dict() rows (key, lat, lon, gain, left, right, ...)
+        self.spacing_m = 180.0
+
+    def show(self, listener: tuple[float, float] | None, heading: float, sources: list[dict],
+             spacing_m: float) -> None:
+        self.listener, self.heading, self.sources, self.spacing_m = listener, float(heading), sources, spacing_m
+        self.reposition()
+
+    def reposition(self):
+        mv = self.parent
+        self.canvas.clear()
+        if mv is None or self.listener is None:
+            return
+        lat, lon = self.listener
+        cx, cy = mv.get_window_xy_from(lat, lon, mv.zoom)
+        east_100m = lon + 100.0 / (mercator.EQUATOR_M / 360.0 * math.cos(math.radians(lat)))
+        px_per_m = abs(mv.get_window_xy_from(lat, east_100m, mv.zoom)[0] - cx) / 100.0
+        with self.canvas:
+            for s in self.sources:
+                if s["key"] == "centre":
+                    continue
+                x, y = mv.get_window_xy_from(s["lat"], s["lon"], mv.zoom)
+                r = max(dp(4), 0.45 * self.spacing_m * px_per_m * math.sqrt(min(1.0, s["gain"] / 0.5)))
+                right = s["right"] / max(1e-9, s["left"] + s["right"])  # 0 left ... 1 right
+                tint = (0.35 + 0.6 * right, 0.55, 1.0 - 0.65 * right)
+                Color(*tint, 0.32)
+                Ellipse(pos=(x - r, y - r), size=(2 * r, 2 * r))
+                Color(*tint, 0.95)
+                Line(circle=(x, y, r), width=dp(1.3))
+            h = math.radians(self.heading)
+            reach = max(dp(46), 0.8 * self.spacing_m * px_per_m)
+            half = math.radians(30)
+            pts = [cx, cy]
+            for a in (h - half, h - half / 2, h, h + half / 2, h + half):
+                pts += [cx + reach * math.sin(a), cy + reach * math.cos(a)]
+            Color(1.0, 0.95, 0.55, 0.30)
+            Mesh(vertices=[v for i in range(0, len(pts), 2) for v in (pts[i], pts[i + 1], 0, 0)],
+                 indices=list(range(len(pts) // 2)), mode="triangle_fan")
+            Color(1.0, 0.95, 0.55, 0.95)
+            Line(points=pts + [cx, cy], width=dp(1.4))
+            r = dp(8)
+            Color(0, 0, 0, 0.6)
+            Ellipse(pos=(cx - r - dp(2), cy - r - dp(2)), size=(2 * r + dp(4), 2 * r + dp(4)))
+            Color(1.0, 0.95, 0.55, 1.0)
             Ellipse(pos=(cx - r, cy - r), size=(2 * r, 2 * r))

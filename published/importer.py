@@ -69,6 +69,11 @@ def architecture_for(ckpt: AuthorsCheckpoint, text_encoder: Path, base: Sat2Soun
             raise CheckpointError(f"{ckpt.path} has no {key!r}: not a Sat2Sound checkpoint (or not a shared-codebook "
                                   "one)")
     size, dim = state["fdt.space_dict"].shape
+    for name, value in (("codebook_size", size), ("codebook_dim", dim), ("fc_dim", dim)):
+        said = ckpt.hparams.get(name)
+        if isinstance(said, int) and said != int(value):
+            raise CheckpointError(f"{ckpt.path}: hyper_parameters.{name} is {said} but fdt.space_dict is "
+                                  f"{tuple(state['fdt.space_dict'].shape)}: the file contradicts itself")
     text_width = int(state["fdt.txt_query_model.q_map.1.weight"].shape[1])
     layers = 1 + max((int(m.group(1)) for k in state if (m := _FUSION_LAYER.match(k))), default=-1)
     m = base.model

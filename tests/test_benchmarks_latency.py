@@ -292,9 +292,11 @@ def test_gallery_section_tries_ivf_where_hnsw_misses(tmp_path, monkeypatch):
     g = bench_gallery((400,), 16, (1,), QUICK, tmp_path / "work", kind="clustered", queries=10,
                       progress=False)
     size = g["sizes"][0]
-    assert size["gallery_mode"] == "exact" and size["ivf"]["n_lists"] == 32 and size["ivf"]["table"]
+    from gallery.ivf import default_lists
+
+    assert size["gallery_mode"] == "exact" and size["ivf"]["n_lists"] == default_lists(400) and size["ivf"]["table"]
     assert 0.0 <= size["ivf"]["recall_at_10"] <= 1.0
     result = {"preset": "tiny", "quick": True, "budget": QUICK.__dict__, "notes": [], "gallery": g,
               "machine": machine_info((1,))}
     text = markdown(result)
-    assert "the gallery builder tries IVF lists" in text and "| 400 | 32 |" in text
+    assert "the gallery builder tries IVF lists" in text and f"| 400 | {default_lists(400)} |" in text

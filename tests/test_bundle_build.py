@@ -227,8 +227,8 @@ def test_verify_catches_a_changed_byte(demo, tmp_path, capsys):
 
 def test_verify_catches_a_missing_file(demo, tmp_path, capsys):
     bundle = copy_bundle(demo["bundle"], tmp_path / "b")
-    (bundle / "gallery" / "caption.hnsw").unlink()
-    assert "file gallery/caption.hnsw is missing" in _verify(bundle, capsys)
+    (bundle / "gallery" / "gallery.db").unlink()
+    assert "file gallery/gallery.db is missing" in _verify(bundle, capsys)
     with pytest.raises(BundleError, match="missing"):
         load_bundle(bundle)
 

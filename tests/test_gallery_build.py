@@ -191,6 +191,12 @@ def test_cli_build_query_info(tmp_path, ckpt, clip_csv, capsys):
     assert hits[0]["caption"] == CAPTIONS[7] and hits[0]["score"] > 0.99
     assert cli_main(["gallery", "info", str(out), "--verify"]) == 0
     assert "10 items" in capsys.readouterr().out
+    # the index library is a choice; reindexing keeps the db and rebuilds only the index, tuned with the model
+    assert cli_main(["gallery", "reindex", str(out), "--index", "hnswlib", "--threads", "1"]) == 0
+    assert "index hnswlib f32" in capsys.readouterr().out
+    info = json.loads((out / "index.json").read_text())
+    assert info["params"]["index"] == "hnswlib" and set(info["measured"]["caption"]["queries"]) == {"text",
+                                                                                                    "other-kind"}
     # a place of the embedded world: its tile is rendered and embedded with the metadata given
     assert cli_main(["gallery", "query", str(out), "--at=-33.9,18.4", "--zoom", "3", "--hour", "6", "--month", "5",
                      "--audio-source", "aporee", "--k", "2"]) == 0
@@ -258,6 +264,9 @@ def test_gallery_from_the_embedded_world(tmp_path, embedder, tiny_world):
     renderer = get_renderer("procedural", seconds=1.0, sample_rate=embedder.sample_rate)
     report = build_gallery(records[:8], tmp_path / "g", embedder, renderer, batch_size=4, progress=False)
     assert report.count == 8
+    # the index was tuned with queries like the app's and the CLI's: places (tiles at the items' coordinates) and
+    # text fragments of the captions, beside the gallery's own other-kind vectors
+    assert report.index["measured"]["caption"]["queries"] == {"text": 8, "place": 8, "other-kind": 8}
     with Gallery.open(tmp_path / "g") as g:
         for rec in records[:8]:
             item = g.item(rec.id)

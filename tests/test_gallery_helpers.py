@@ -7,6 +7,7 @@ search - not the model; the build tests use a real checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,12 @@ def make_rows(n: int, dim: int, *, seed: int = 0, start: int = 0, fmt: str = "og
 
 
 def make_gallery(root: Path, n: int = 60, dim: int = 32, *, fingerprint: str = "a" * 64, seed: int = 0,
-                 fmt: str = "ogg") -> list[GalleryRow]:
+                 fmt: str = "ogg", **finish: Any) -> list[GalleryRow]:
+    """A gallery written by the real writer; ``finish`` goes to ``GalleryWriter.finish`` (e.g. index="hnswlib",
+    must_beat_exact=False so that a gallery this small is searched by its graph rather than exactly)."""
     rows = make_rows(n, dim, seed=seed, fmt=fmt)
     with GalleryWriter.open(root, fingerprint=fingerprint, dim=dim, clip_format=fmt, sample_rate=SR) as w:
         for k in range(0, n, 25):
             w.add_batch(rows[k : k + 25])
-        w.finish()
+        w.finish(**finish)
     return rows

@@ -1,4 +1,6 @@
-"""Gallery storage, index and device-side query: real SQLite, real hnswlib, real clips; vectors made in the test."""
+"""Gallery storage, index and device-side query: real SQLite, real USearch, real clips; vectors made in the test.
+
+(The index libraries, index.json checks and refusals have their own file: test_gallery_backends.py.)"""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("gallery") / "g"
-    rows = make_gallery(root, n=60, dim=32)
+    rows = make_gallery(root, n=60, dim=32, must_beat_exact=False)  # searched by its USearch graph, not exactly
     return root, rows
 
 
@@ -56,17 +58,23 @@ def test_search_finds_each_item_by_its_own_vector(built):
             assert audio_hits[0].id == row.id
 
 
-def test_hnsw_matches_exact_search(built):
+def test_graph_matches_exact_search(built):
     root, rows = built
     rng = np.random.default_rng(5)
     queries = rng.normal(size=(40, 32)).astype(np.float32)
     with Gallery.open(root) as g:
-        approx = g.search_many(queries, k=10, exact=False)  # a gallery this small records mode "exact"
+        assert g.library == "usearch" and g.graph_kinds == {"caption", "audio"} and not g.exact_kinds
+        approx = g.search_many(queries, k=10)
         exact = g.search_many(queries, k=10, exact=True)
         matrix, labels = g.vectors("caption")
     assert matrix.shape == (60, 32) and list(labels) == list(range(60))
     overlap = np.mean([len({h.id for h in a} & {h.id for h in e}) / 10 for a, e in zip(approx, exact)])
     assert overlap >= 0.99
+    # the graph's hits carry exact float32 cosines from the db (the index stores f16), best first
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    for hits, qv in zip(approx, q):
+        assert [h.score for h in hits] == pytest.approx([float(matrix[h.label] @ qv) for h in hits], abs=1e-6)
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
     # the exact path agrees with a direct numpy computation, scores included
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     best = np.argmax(q @ matrix.T, axis=1)
@@ -119,12 +127,13 @@ def test_finished_db_is_self_contained_and_consistent(built):
     finally:
         conn.close()
     assert meta["schema_version"] == SCHEMA_VERSION and meta["count"] == 60 and meta["embedding_dim"] == 32
-    assert (meta["hnsw"]["M"], meta["hnsw"]["ef_construction"]) == (32, 400)
+    assert (meta["hnsw"]["M"], meta["hnsw"]["ef_construction"]) == (64, 400)
     assert set(meta["hnsw"]["ef"]) == {"caption", "audio"}
-    assert set(meta["hnsw"]["mode"].values()) <= {"hnsw", "exact"}
+    assert meta["hnsw"]["mode"] == {"caption": "hnsw", "audio": "hnsw"}
     info = json.loads((root / INDEX_JSON).read_text())
     assert info["count"] == 60 and info["dim"] == 32 and info["fingerprint"] == "a" * 64
     assert info["files"]["caption"]["sha256"] == meta["index_sha256"]["caption"]
+    assert info["files"]["caption"]["file"] == "caption.usearch"
     assert info["measured"]["caption"]["chosen"]["recall"] >= 0.99
 
 
@@ -171,15 +180,17 @@ def _run_py(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-def test_query_path_never_imports_torch(built):
+def test_query_path_never_imports_torch_or_faiss(built):
     root, rows = built
     code = (
         "import sys, numpy as np\n"
         "from gallery.query import Gallery\n"
         f"g = Gallery.open({str(root)!r})\n"
         "hit = g.search(np.ones(32, dtype=np.float32), k=1)[0]\n"
+        "assert 'usearch' in sys.modules and g.graph_kinds  # searched by the USearch graph\n"
         "data, fmt = g.clip(hit.id); g.decode_clip(hit.id)\n"
-        "heavy = [m for m in ('torch', 'sqlite_utils', 'core.model', 'transformers') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'faiss', 'hnswlib', 'sqlite_utils', 'core.model', 'transformers',\n"
+        "                     'gallery.tuning', 'gallery.store') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     res = _run_py(code)
@@ -187,10 +198,10 @@ def test_query_path_never_imports_torch(built):
     assert "HEAVY []" in res.stdout
 
 
-def test_exact_fallback_without_hnswlib(built):
+def test_exact_fallback_without_usearch(built):
     root, rows = built
     code = (
-        "import sys\nsys.modules['hnswlib'] = None  # as on a device without it\n"
+        "import sys\nsys.modules['usearch'] = None  # as on a device without it\n"
         "import numpy as np\nfrom gallery.query import Gallery\n"
         f"g = Gallery.open({str(root)!r})\n"
         f"v = np.frombuffer(bytes.fromhex({rows[9].caption_vector.tobytes().hex()!r}), dtype=np.float32)\n"
@@ -236,13 +247,14 @@ def test_gallery_of_another_model_is_refused(built, tmp_path):
 def test_index_that_does_not_match_its_db(built, tmp_path):
     root, rows = fresh_copy(built, tmp_path)
     other = tmp_path / "other"
-    make_gallery(other, n=60, dim=32, seed=3)
+    make_gallery(other, n=60, dim=32, seed=3, must_beat_exact=False)
     # same count and width, but another gallery's index file
-    shutil.copy(other / "caption.hnsw", root / "caption.hnsw")
-    with pytest.raises(GalleryError, match="caption.hnsw does not match its gallery"):
+    shutil.copy(other / "caption.usearch", root / "caption.usearch")
+    with pytest.raises(GalleryError, match="caption.usearch does not match its gallery"):
         Gallery.open(root)
+    Gallery.open(root, verify="header").close()  # a caller that verified the bytes already skips the hashing
     # another gallery's index.json (and files): its build id differs
-    for name in ("caption.hnsw", "audio.hnsw", INDEX_JSON):
+    for name in ("caption.usearch", "audio.usearch", INDEX_JSON):
         shutil.copy(other / name, root / name)
     with pytest.raises(GalleryError, match="build_id"):
         Gallery.open(root)
@@ -352,7 +364,7 @@ def test_bad_queries(built):
             g.item("nope")
         with pytest.raises(GalleryError, match="no item"):
             g.clip("nope")
-    with pytest.raises(GalleryError, match="verify must be"):
+    with pytest.raises(GalleryError, match="verify must be one of 'header', 'quick', 'full'"):
         Gallery.open(root, verify="deep")
 
 

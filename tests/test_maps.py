@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,11 @@ def test_map_command_writes_png_scores_and_summary(ckpt, tmp_path, tiny_world):
     assert main(["map", "--ckpt", str(ckpt), "--bbox", "-95,40,-93,41", "--query", " ", "--out", str(out)]) == 2
     assert main(["map", "--ckpt", str(ckpt), "--bbox", "-93,40,-95,41", "--query", "x", "--out", str(out)]) == 2
     shutil.rmtree(out)
+
+
+def test_a_region_all_over_open_water_draws_a_map_without_land_scores(ckpt, tmp_path, tiny_world):
+    out = tmp_path / "ocean"
+    assert main(["map", "--ckpt", str(ckpt), "--bbox", "-150,10,-149,11", "--cols", "3", "--query",
+                 "sounds of farm machinery", "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+    summary = json.loads(next(out.glob("summary-*.json")).read_text())
+    assert "auc" not in summary["queries"][0] and Path(summary["queries"][0]["png"]).is_file()

@@ -337,7 +337,8 @@ def test_broken_bundles_show_a_clear_message(demo, tmp_path, request, fault, mes
         assert img.shape == (800, 1280, 3) and 0.002 < (img.mean(axis=2) > 150).mean() < 0.2
 
 
-def test_field_mode_follows_the_position_and_crossfades(demo, tmp_path):
+def test_flat_field_mode_follows_the_position_and_crossfades(demo, tmp_path):
+    """``--field --flat``: the place's own soundscape, crossfading as it changes (AR field audio: test_ar_field)."""
     bundle = demo["bundle"]
     m = json.loads((bundle / "manifest.json").read_text())
     w, s_, e, n = m["region"]["bounds"]
@@ -357,7 +358,7 @@ def test_field_mode_follows_the_position_and_crossfades(demo, tmp_path):
              {"do": "snapshot", "name": "typed"},
              {"do": "type", "text": "somewhere nice"}, {"do": "press", "target": "go"},
              {"do": "snapshot", "name": "badtext"}]
-    r = run_app(bundle, steps, tmp_path, "--field", "--fade", "2.0")
+    r = run_app(bundle, steps, tmp_path, "--field", "--flat", "--fade", "2.0")
     assert r["errors"] == []
     s = r["snapshots"]
     assert s["start"]["field"] and s["start"]["position_source"] == "manual"  # no GPS on this machine

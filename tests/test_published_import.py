@@ -225,6 +225,7 @@ def _mutated(files, change) -> dict:
     ("no_hparams", "hyper_parameters"),
     ("bad_sat", "sat_type"),
     ("bad_meta", "metadata_type"),
+    ("bad_codebook", "contradicts itself"),
 ])
 def test_bad_checkpoints_are_refused_and_leave_nothing(files, tmp_path, case, match):
     def change(data):
@@ -243,6 +244,8 @@ def test_bad_checkpoints_are_refused_and_leave_nothing(files, tmp_path, case, ma
             data["hyper_parameters"]["sat_type"] = "landsat"
         elif case == "bad_meta":
             data["hyper_parameters"]["metadata_type"] = "latlong_weather"
+        elif case == "bad_codebook":
+            data["hyper_parameters"]["codebook_size"] = 16000
 
     path = _save(tmp_path, f"{case}.ckpt", _mutated(files, change))
     with pytest.raises(CheckpointError, match=match):

@@ -36,7 +36,7 @@ BUILD_ROOMS = {"world", "core", "published", "export", "compress", "bundle", "be
 GALLERY_DEVICE = tuple(f"gallery/{name}.py" for name in READ_PATH_MODULES)
 # Third-party packages the build side may use and a phone has not.
 BUILD_ONLY_PACKAGES = {"torch", "torchao", "transformers", "onnx", "onnxscript", "coremltools", "litert_torch",
-                       "ai_edge_quantizer", "safetensors", "pyarrow", "sqlite_utils", "tqdm", "matplotlib"}
+                       "ai_edge_quantizer", "safetensors", "pyarrow", "sqlite_utils", "tqdm", "matplotlib", "faiss"}
 
 
 def _imports(path: Path) -> set[str]:

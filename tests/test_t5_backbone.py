@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 import torch
-from published.t5_standin import write_t5_folder
 
 from contracts.errors import ConfigError
 from core.model import text_backbone as tb
 from core.model.t5_backbone import FlanT5Backbone
+from published.t5_standin import write_t5_folder
 
 TEXTS = ["birds sing in the trees", "rain", "the sound of seagulls cry over the harbour and boats creak loudly"]
 

@@ -1,6 +1,7 @@
-"""Gallery search at batch 1: exact numpy top-10 against HNSW with the product's parameters and ef rule (and the
-builder's IVF fallback where HNSW misses the recall target), over synthetic or the run's own embeddings, with the
-vectors and indexes cached by their data parameters."""
+"""Gallery search at batch 1: exact numpy top-10 against the product's HNSW graph (its default library and vector
+type, USearch f16, with the product's parameters and ef rule) and the builder's IVF fallback where the graph misses
+the recall target, over synthetic or the run's own embeddings, with the vectors and indexes cached by their data
+parameters. The library comparison (FAISS, hnswlib, USearch f32/f16/i8) is benchmarks/gallery_search.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from compress.latency import Budget, measure
 from contracts.artifacts import MANIFEST_FILE
 from gallery import index as vindex
 from gallery import layout
-from gallery.ivf import NPROBE_LADDER, build_ivf, measure_nprobe
 
 
 @contextlib.contextmanager
@@ -84,7 +84,8 @@ def _gallery_vectors(kind: str, n: int, queries: int, dim: int, seed: int, cache
 
 @dataclass
 class SyntheticGallery:
-    """Embedding-like unit vectors, fresh queries and an HNSW index over them with the product's parameters."""
+    """Embedding-like unit vectors, fresh queries and an HNSW graph over them with the product's library and
+    parameters (``index``: a gallery.backends.GraphIndex)."""
 
     items: np.ndarray
     queries: np.ndarray
@@ -100,45 +101,54 @@ class SyntheticGallery:
 def synthetic_gallery(kind: str, n: int, dim: int, queries: int, seed: int, cache: Path, *,
                       build_threads: int = 2, real: tuple[Path, Path] | None = None) -> SyntheticGallery:
     """Vectors from benchmarks/gallery_search.py (``codebook``: sparse mixtures of codebook entries, the shape the
-    Sat2Sound head produces; ``clustered``) and an HNSW index with gallery/layout.py's M and ef_construction,
-    both cached under ``cache`` (a 100k index takes minutes to build on 2 cores)."""
+    Sat2Sound head produces; ``clustered``) and an HNSW graph of the product's default library and vector type with
+    gallery/layout.py's M and ef_construction, both cached under ``cache`` (a 100k graph takes minutes to build
+    on 2 cores). The cached graph is opened as the device opens it (USearch: memory-mapped)."""
     items, qs = _gallery_vectors(kind, n, queries, dim, seed, cache, real)
     m, efc = layout.HNSW_M, layout.HNSW_EF_CONSTRUCTION
-    path = cache / f"{_data_tag(kind, real)}-{n}x{dim}-s{seed}-M{m}-efc{efc}.hnsw"
-    if path.is_file():
-        return SyntheticGallery(items, qs, vindex.load_hnsw(path, dim, n, layout.EF_LADDER[0]), path, None)
-    t0 = time.perf_counter()
-    index = vindex.build_hnsw(items, np.arange(n, dtype=np.int64), m=m, ef_construction=efc, threads=build_threads)
-    build_s = round(time.perf_counter() - t0, 2)
-    tmp = path.with_suffix(".tmp")
-    index.save_index(str(tmp))
-    os.replace(tmp, path)
-    index.set_num_threads(1)  # queries one at a time on one thread, as on a device
-    return SyntheticGallery(items, qs, index, path, build_s)
+    library, dtype = layout.DEFAULT_INDEX, layout.DEFAULT_DTYPE
+    name = f"{_data_tag(kind, real)}-{n}x{dim}-s{seed}-{library}-{dtype}-M{m}-efc{efc}.{layout.INDEX_SUFFIX[library]}"
+    path = cache / name
+    if not path.is_file():
+        t0 = time.perf_counter()
+        graph = vindex.build_hnsw(items, np.arange(n, dtype=np.int64), m=m, ef_construction=efc,
+                                  threads=build_threads, library=library, dtype=dtype)
+        build_s: float | None = round(time.perf_counter() - t0, 2)
+        tmp = path.with_name(path.name + ".tmp")
+        graph.save(tmp)
+        os.replace(tmp, path)
+        del graph
+    else:
+        build_s = None
+    return SyntheticGallery(items, qs, vindex.load_hnsw(path, dim, n, library=library), path, build_s)
 
 
 def _ivf_fallback(g: SyntheticGallery, exact_p50: float, target: float) -> tuple[dict[str, Any], bool]:
-    """The gallery builder's fallback where HNSW misses the target: IVF lists, their cheapest nprobe reaching it;
-    returns their figures and whether the builder would search by them (target reached, faster than exact)."""
+    """The gallery builder's fallback where the graph misses the target: IVF lists (FAISS k-means, numpy probe),
+    their cheapest nprobe reaching it; their figures and whether the builder would search by them (target
+    reached, faster than exact search)."""
+    from gallery.tuning import train_ivf, tune_ivf
+
     t0 = time.perf_counter()
-    ivf = build_ivf(g.items)
+    ivf = train_ivf(g.items)
     ivf_build_s = round(time.perf_counter() - t0, 2)
-    ivf_table = measure_nprobe(ivf, g.items, g.queries, k=10, ladder=NPROBE_LADDER)
-    best = vindex.choose_ef(ivf_table, target, key="nprobe")
+    result = tune_ivf(ivf, g.items, {"queries": g.queries}, k=10, target=target)
+    best = result["chosen"]
     figures = {"n_lists": ivf.n_lists, "build_s": ivf_build_s, "nprobe": best["nprobe"],
                "recall_at_10": best["recall"], "top1": best["top1"], "p50_ms": best["p50_ms"],
-               "p90_ms": best["p90_ms"], "table": ivf_table}
+               "p90_ms": best["p90_ms"], "table": result["table"]}
     return figures, best["recall"] >= target and best["p50_ms"] < exact_p50
 
 
 def bench_gallery(sizes: tuple[int, ...], dim: int, threads: tuple[int, ...], budget: Budget, work: Path, *,
                   kind: str = "codebook", queries: int = 200, seed: int = 0, build_threads: int = 2,
                   progress: bool = True, real: tuple[Path, Path] | None = None) -> dict[str, Any]:
-    """Exact numpy top-10 vs HNSW at each gallery size, with the product's HNSW parameters and ef rule
-    (gallery/layout.py: the cheapest ef of its ladder reaching the target recall@10, else exact search)."""
+    """Exact numpy top-10 vs the product's HNSW graph at each gallery size, with its library, parameters and ef
+    rule (gallery/layout.py: the cheapest ef of its ladder reaching the target recall@10, else exact search)."""
     target = layout.TARGET_RECALL
     out: dict[str, Any] = {"data": kind, "dim": dim, "queries": queries, "k": 10, "M": layout.HNSW_M,
-                           "ef_construction": layout.HNSW_EF_CONSTRUCTION, "target_recall": target, "sizes": []}
+                           "ef_construction": layout.HNSW_EF_CONSTRUCTION, "library": layout.DEFAULT_INDEX,
+                           "dtype": layout.DEFAULT_DTYPE, "target_recall": target, "sizes": []}
     for n in sizes:
         if progress:
             print(f"[gallery] {n} x {dim} {kind} vectors", flush=True)

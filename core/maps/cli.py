@@ -40,7 +40,7 @@ def slug(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from core.checkpoint import load_checkpoint
-    from core.maps.grid import BBox, make_grid
+    from core.maps.grid import BBox, check_grid_fits, make_grid
     from core.maps.query import audio_vector, score_map, text_vector
     from core.maps.region import MetaOptions, embed_region, parse_shard
     from core.maps.render import save_map_png
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     grid = make_grid(bbox, args.cols)
     loaded = load_checkpoint(args.ckpt)
+    check_grid_fits(grid.size, loaded.cfg.model.codebook.dim, f"--cols {args.cols}")
     # Validate the queries before the long job, so a bad file fails in a second, not after the region.
     vectors = [(q, text_vector(loaded, q)) for q in args.query]
     vectors += [(Path(a).name, audio_vector(loaded, a)) for a in args.query_audio]
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         base = out / f"map-{slug(label)}-z{args.zoom}-{slug(bbox.as_text())}"  # regions share an --out folder
         np.savez(base.with_suffix(".npz"), scores=scores, lats=grid.lats, lons=grid.lons,
                  bbox=np.array([bbox.lon0, bbox.lat0, bbox.lon1, bbox.lat1]), query=label)
-        named = sources_in_text(label) if label in args.query else []
+        # a region all over open water has no tile to score against the truth
+        named = sources_in_text(label) if label in args.query and land.any() else []
         truth = score_against_truth(scores.ravel()[land], region.fractions[land], named) if named else {}
         sub = f"{grid.rows}x{grid.cols} tiles ({int(land.sum())} on land), zoom {args.zoom}"
         if truth:

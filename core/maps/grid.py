@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -90,3 +91,29 @@ def make_grid(bbox: BBox, cols: int) -> Grid:
     height_km = bbox.lat1 - bbox.lat0
     rows = max(1, round(cols * height_km / max(width_km, 1e-9)))
     return Grid(bbox, rows, cols)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+# bytes a map tile costs while a region is embedded and scored: its float32 embedding, land-cover fractions, the
+# scores of a query and the drawn map (a generous estimate, so a grid that passes fits)
+TILE_OVERHEAD_BYTES = 256
+
+
+def check_grid_fits(tiles: int, dim: int, what: str, available: int | None = None) -> None:
+    """Refuse up front a grid whose arrays would not fit in the memory available (ConfigError naming ``what``)."""
+    need = tiles * (4 * dim + TILE_OVERHEAD_BYTES)
+    available = available_memory_bytes() if available is None else available
+    if available is not None and need > available // 2:
+        raise ConfigError(f"{what} asks for {tiles:,} map tiles, about {need / 2**30:.1f} GiB of arrays, and "
+                          f"{available / 2**30:.1f} GiB of memory is available: use fewer columns, or --shard the "
+                          "region over several runs")
