@@ -14,6 +14,7 @@ checkpoint may lack, by the value the authors initialise it with (listed in the 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ RULES: tuple[tuple[str, str], ...] = (
 _COMPILED = tuple((re.compile(pattern), template) for pattern, template in RULES)
 
 
+@functools.cache
 def dropped(htsat: HTSATConfig) -> tuple[tuple[str, str], ...]:
     """Authors' key globs that are not imported, and why (the HTSAT's unused parts depend on its depths)."""
     return (
