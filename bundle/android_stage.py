@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from contracts.errors import run_guarded
 from gallery.layout import READ_PATH_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", default=None, help="bundle to ship inside the APK (else copy one to the device)")
     parser.add_argument("--kiosk", action="store_true", help="start in exhibit mode")
     args = parser.parse_args(argv)
-    out = stage(Path(args.out), bundle=Path(args.bundle) if args.bundle else None, kiosk=args.kiosk)
-    n = sum(1 for p in out.rglob("*") if p.is_file())
-    print(f"staged {n} files in {out}; now run: buildozer android debug")
-    return 0
+
+    def go() -> int:
+        out = stage(Path(args.out), bundle=Path(args.bundle) if args.bundle else None, kiosk=args.kiosk)
+        n = sum(1 for p in out.rglob("*") if p.is_file())
+        print(f"staged {n} files in {out}; now run: buildozer android debug")
+        return 0
+
+    return run_guarded(parser.prog, go)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 from bundle import map_tiles
 from contracts.artifacts import MANIFEST_FILE, read_json, sha256_file
+from contracts.durability import staging_folder
+from contracts.faults import fault_point
 from contracts.schema import ZOOM_CROP_FRACTION
 from core import __version__
 from gallery.errors import GalleryError
@@ -246,7 +247,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
                  overview_levels: int = 3, context_tiles: int = 2, tile_format: str = "jpg", quality: int = 88,
                  world_seed: int = 0,
                  renderer: map_tiles.Renderer | None = None, max_tiles: int = MAX_TILES,
-                 progress: bool = True) -> BundleReport:
+                 progress: bool = True, imagery: str | Path | None = None, bands: str | None = None) -> BundleReport:
     """Build a bundle folder at ``out`` (see the module docstring); BundleError on anything that does not fit."""
     times: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -260,6 +261,12 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
     if out.exists() and any(out.iterdir()) and not force:
         raise BundleError(f"output folder {out} exists; pass --force to replace it")
     tower = read_export(model_dir)
+    scenes = None
+    if imagery is not None:  # the user's scene draws the map (PNG: no-data pixels stay transparent)
+        from bundle.imagery_source import open_bundle_imagery
+
+        scenes, bounds, renderer = open_bundle_imagery(imagery, bands, bounds)
+        tile_format = "png"
     size = int(image_size or tower.image_size)
     if size <= 0:
         raise BundleError(f"export {tower.root} does not record the model's image size; pass --image-size")
@@ -296,7 +303,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
     logger.info(map_tiles.describe_plan(plan))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = staging_folder(out)  # a killed build's staging is swept first
     try:
         t1 = time.perf_counter()
         model_files: dict[str, str] = {}
@@ -309,6 +316,7 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
             _copy(extra, tmp / MODEL_DIR / extra.name)
         for src in gallery_files:
             _copy(src, tmp / GALLERY_DIR / src.name)
+        fault_point("bundle.copy")
         times["copy"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         render = renderer or map_tiles.world_renderer(world_seed)
@@ -316,19 +324,28 @@ def build_bundle(model_dir: str | Path, gallery_dir: str | Path, region: str | m
         n_tiles = map_tiles.write_region_mbtiles(
             tmp / MAP_FILE, plan, render, fmt=tile_format, quality=quality, name="Sat2Sound region",
             description=f"imagery of {bounds.as_list()} for the model's views",
-            attribution="Sat2Sound embedded world (land cover: NASA MODIS MCD12C1, public domain)",
+            attribution=(f"imagery: {Path(imagery).name}" if scenes is not None else
+                         "Sat2Sound embedded world (land cover: NASA MODIS MCD12C1, public domain)"),
             progress=progress)
         times["map"] = time.perf_counter() - t2
         manifest = _manifest(tmp, tower, model_files, gallery_facts, plan, bounds, size, tour, dim, tile_format)
+        if scenes is not None:
+            from bundle.imagery_source import imagery_manifest
+
+            imagery_manifest(manifest, scenes, n_tiles)
         (tmp / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         # Check what was written exactly as a device will, before it replaces anything.
         problems = layout.check_files(tmp, manifest) or layout.check_consistency(tmp, manifest)
         if problems:
             raise BundleError("the bundle failed its own check: " + "; ".join(problems))
+        fault_point("bundle.publish")
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if scenes is not None:
+            scenes.close()
     times["total"] = time.perf_counter() - t0
     total = sum(int(e["bytes"]) for e in manifest["files"].values())
     return BundleReport(out=out, files=len(manifest["files"]), bytes=total, tiles=n_tiles,

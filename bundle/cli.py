@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-format", choices=("jpg", "png"), default="jpg")
     parser.add_argument("--quality", type=int, default=88, help="JPEG quality of the map tiles")
     parser.add_argument("--seed", type=int, default=0, help="seed of the embedded world the map is drawn from")
+    parser.add_argument("--imagery", default=None, help="draw the map (and so the model's views) from this real "
+                        "imagery instead of the world: a GeoTIFF / JPEG 2000 / MBTiles, or a folder of them")
+    parser.add_argument("--bands", default=None, help="with --imagery: the red,green,blue band numbers (1,1,1: grey)")
     parser.add_argument("--max-tiles", type=int, default=20000, help="refuse regions needing more map tiles")
     add_shared(parser, "no-progress")
 
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                           tile_ground_m=args.tile_ground_m, image_size=args.image_size,
                           overview_levels=args.overview_levels, context_tiles=args.context_tiles,
                           tile_format=args.tile_format, quality=args.quality,
-                          world_seed=args.seed, max_tiles=args.max_tiles, progress=not args.no_progress)
+                          world_seed=args.seed, max_tiles=args.max_tiles, progress=not args.no_progress,
+                          imagery=args.imagery, bands=args.bands)
     print(report.summary())
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.artifacts import MANIFEST_FILE
+from contracts.errors import run_guarded
 
 # A lakeside town (Konstanz, on Lake Constance): town, lake, shore, forest and meadows within a few km.
 DEMO_REGION = "9.155,47.655,9.195,47.680"
@@ -62,7 +63,7 @@ def source_fingerprint(root: Path | None = None) -> str:
         for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
             if f.is_file():
                 h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    for dist in ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "pillow", "hnswlib", "transformers"):
+    for dist in ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "pillow", "usearch", "hnswlib", "transformers"):
         try:
             h.update(f"{dist}={metadata.version(dist)}".encode())
         except metadata.PackageNotFoundError:
@@ -179,10 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=DEMO_REGION)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    paths = build_demo(args.out, preset=args.preset, region=args.region, seed=args.seed, progress=True)
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0
+
+    def go() -> int:
+        paths = build_demo(args.out, preset=args.preset, region=args.region, seed=args.seed, progress=True)
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+        return 0
+
+    return run_guarded(parser.prog, go)  # the one error path: one line, non-zero exit, no traceback
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ import numpy as np
 from bundle.mbtiles_writer import MBTilesWriter, encode_tile
 from mobile_app import mercator
 
-Renderer = Callable[[float, float, int, float], np.ndarray]  # (lat, lon, px, ground_m) -> RGB uint8 (px, px, 3)
+# (lat, lon, px, ground_m) -> RGB uint8 (px, px, 3); an imagery renderer (imagery.tiles) may return RGBA with no-data
+# pixels transparent, or None for a tile with no imagery at all (left out of the map)
+Renderer = Callable[[float, float, int, float], np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,17 @@ def world_renderer(seed: int = 0) -> Renderer:
     return render
 
 
-def render_mercator_tile(render: Renderer, level: int, col: int, row_xyz: int) -> np.ndarray:
+def render_mercator_tile(render: Renderer, level: int, col: int, row_xyz: int) -> np.ndarray | None:
     """One 256 px map tile: the renderer draws the square of ground the tile covers, centred on the tile."""
     t = mercator.TILE_PX
     lon, lat = mercator.pixel_to_lonlat((col + 0.5) * t, (row_xyz + 0.5) * t, level)
     ground = t * mercator.ground_resolution(lat, level)
-    rgb = np.asarray(render(lat, lon, t, ground), dtype=np.uint8)
-    if rgb.shape != (t, t, 3):
-        raise ValueError(f"the renderer returned {rgb.shape}, expected ({t}, {t}, 3)")
+    drawn = render(lat, lon, t, ground)
+    if drawn is None:
+        return None
+    rgb = np.asarray(drawn, dtype=np.uint8)
+    if rgb.shape not in ((t, t, 3), (t, t, 4)):
+        raise ValueError(f"the renderer returned {rgb.shape}, expected ({t}, {t}, 3) or ({t}, {t}, 4)")
     return rgb
 
 
@@ -123,8 +128,9 @@ def write_region_mbtiles(path: str | Path, plan: MapPlan, render: Renderer, *, f
         for level, (cols, rows) in sorted(plan.levels.items()):
             for row in rows:
                 for col in cols:
-                    writer.add(level, col, row, encode_tile(render_mercator_tile(render, level, col, row), fmt,
-                                                            quality))
+                    rgb = render_mercator_tile(render, level, col, row)
+                    if rgb is not None:  # no imagery at all there: no tile, so the app never plays it
+                        writer.add(level, col, row, encode_tile(rgb, fmt, quality))
                     bar.update(1)
         count = writer.count
     bar.close()

@@ -18,13 +18,18 @@ from mobile_app.mbtiles import FORMATS
 
 
 def encode_tile(rgb: np.ndarray, fmt: str = "jpg", quality: int = 88) -> bytes:
-    """RGB uint8 (256, 256, 3) -> JPEG or PNG bytes."""
+    """RGB uint8 (256, 256, 3) -> JPEG or PNG bytes; RGBA (256, 256, 4) -> PNG with its alpha (no-data pixels)."""
     if fmt not in FORMATS:
         raise ValueError(f"tile format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    rgba = np.asarray(rgb).ndim == 3 and np.asarray(rgb).shape[-1] == 4
+    if rgba and fmt != "png":
+        raise ValueError("a tile with an alpha channel (no-data pixels) must be written as png")
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGBA" if rgba else "RGB")
     buf = io.BytesIO()
     if fmt == "jpg":
         img.save(buf, format="JPEG", quality=int(quality), optimize=True)
+    elif rgba:  # imagery tiles: zlib level 6 is 10x faster than optimize=True for 5% more bytes
+        img.save(buf, format="PNG", compress_level=6)
     else:
         img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

@@ -107,6 +107,7 @@ class Distiller(TrainingRun):
     command, desc, log_file, kept = "distill", "distill", LOG_FILE, "student"
     selection = SELECTION
     loss_name = "distillation loss"
+    trains_text = False  # the captions' embeddings are the teacher's cached targets
 
     def __init__(self, teacher_path: Path, cfg: Sat2SoundConfig, data_dir: Path, out: Path, *,
                  weights: DistillWeights, resume: bool, max_steps: int | None, cache_dir: str | Path | None,

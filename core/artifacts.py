@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from contracts.faults import fault_point
+
 
 def temp_beside(path: Path) -> Path:
     """An empty temporary file in ``path``'s folder (created if missing), to write into and then ``os.replace``
@@ -24,6 +26,7 @@ def move_into_place(stage: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
+    fault_point("artifact.publish")
     try:
         os.replace(stage, out)
     except BaseException:

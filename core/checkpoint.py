@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from contracts.artifacts import CONFIG_FILE, MANIFEST_FILE, WEIGHTS_FILE, ArtifactKind
+from contracts.durability import staging_folder
 from contracts.errors import CheckpointError
+from contracts.faults import fault_point
 from core.config import Sat2SoundConfig
 
 KIND = ArtifactKind.MODEL
@@ -53,7 +54,7 @@ def save_checkpoint(model: torch.nn.Module, cfg: Sat2SoundConfig, out_dir: str |
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     state = _state_dict(model)
     fp = fingerprint_state(state)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = staging_folder(out_dir)
     try:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"fingerprint": fp, "preset": cfg.name})
         write_json(tmp / CONFIG_FILE, cfg.to_dict())
@@ -82,7 +83,8 @@ def _replace_dir(src: Path, dst: Path) -> None:
     if not dst.exists():
         os.replace(src, dst)
         return
-    for f in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):
+    for f in (WEIGHTS_FILE, CONFIG_FILE, MANIFEST_FILE):  # the manifest last: until then the fingerprint disagrees
+        fault_point("checkpoint.file")
         os.replace(src / f, dst / f)
     shutil.rmtree(src, ignore_errors=True)
 

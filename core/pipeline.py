@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.durability import atomic_write_text
 from contracts.errors import Sat2SoundError
 from core.cli_args import add_shared
 from core.config import student_preset_for
@@ -83,7 +84,9 @@ def _stages(preset: str) -> list[Stage]:
 
     def quantize(o, a):
         return ["quantize", "--ckpt", str(o / "student"), "--calib", str(o / "world"), "--out", str(o / "int8"),
-                "--max-drop", "0.02", "--cache-dir", str(o / "cache" / "onnx")]
+                "--max-drop", "0.02", "--cache-dir", str(o / "cache" / "onnx"),
+                # per target the measured int8 method (docs/int8_methods.md); QAT only if a PT2E target misses the gate
+                "--method", "auto", "--qat", "2", "--data", str(o / "world")]
 
     def report_compress(o, a):
         return ["compress-report", "--teacher", str(o / "teacher"), "--student", str(o / "student"),
@@ -145,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "pipeline.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else {"preset": args.preset, "stages": {}}
+    try:
+        log = json.loads(log_path.read_text())
+    except (OSError, ValueError):  # none yet (or one from a version that wrote it in place and was killed)
+        log = {"preset": args.preset, "stages": {}}
     failed: list[str] = []
     for s in stages:
         if only is not None and s.name not in only:
@@ -175,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - t0
             if code == 0 and s.marker.endswith(".done"):  # the command finished: mark the stage complete
                 (out / s.marker).parent.mkdir(parents=True, exist_ok=True)
-                (out / s.marker).write_text(f"{seconds:.1f}\n")
+                atomic_write_text(out / s.marker, f"{seconds:.1f}\n", label="pipeline.marker")
             log["stages"][s.name] = {"exit": code, "seconds": round(seconds, 1)}
-            log_path.write_text(json.dumps(log, indent=2))
+            atomic_write_text(log_path, json.dumps(log, indent=2), label="pipeline.log")
             if code:
                 print(f"[pipeline] {s.name}: failed (exit {code})")
                 failed.append(s.name)

@@ -86,6 +86,9 @@ def _export_table(manifest: dict) -> str:
     sizes = {f.get("path"): f.get("bytes") for f in manifest.get("files", [])}
     parity = manifest.get("parity") or {}
     rows = ["| file | MB | min cosine | mean cosine | gate | passed |", "|---|---:|---:|---:|---|---|"]
+    methods = (manifest.get("quantization") or {}).get("methods")
+    if methods:  # which int8 implementation each target's files come from (docs/int8_methods.md)
+        rows = ["int8 method per target: " + ", ".join(f"{t} **{m}**" for t, m in methods.items()) + ".", ""] + rows
     for f in parity.get("files", []):
         if not f.get("ran"):
             rows.append(f"| {f['file']} | {(sizes.get(f['file']) or 0) / 1e6:.2f} | - | - | not run here "

@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from contracts.durability import staging_folder
 from contracts.errors import CheckpointError
+from contracts.faults import fault_point
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
@@ -77,14 +78,16 @@ def save_run_state(out_dir: str | Path, model: torch.nn.Module, optimizer: torch
     tensors["rng.torch"] = torch.get_rng_state()
     doc = {"format": FORMAT, "optimizer": opt_meta, **progress}
     text = json.dumps(doc, indent=1)  # fails here, before anything is written, if progress is not JSON-able
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = staging_folder(out_dir)
     try:
         save_file(tensors, str(tmp / STATE_TENSORS))
+        fault_point("state.write")
         (tmp / STATE_JSON).write_text(text + "\n")
         old = out_dir.with_name(f".{out_dir.name}.old")
         if out_dir.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(out_dir, old)
+        fault_point("state.swap")  # the window where only the .old state exists: has_run_state restores it
         os.replace(tmp, out_dir)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -95,6 +98,9 @@ def save_run_state(out_dir: str | Path, model: torch.nn.Module, optimizer: torch
 
 def has_run_state(path: str | Path) -> bool:
     path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and (old / STATE_JSON).is_file() and (old / STATE_TENSORS).is_file():
+        os.replace(old, path)  # a save was killed between moving the old state aside and moving the new one in
     return (path / STATE_TENSORS).is_file() and (path / STATE_JSON).is_file()
 
 

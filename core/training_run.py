@@ -32,6 +32,8 @@ import torch
 
 from contracts.artifacts import MANIFEST_FILE
 from contracts.errors import ConfigError, DataError, TrainingError
+from contracts.faults import fault_point
+from core.batch_memory import check_batch_room, count_train_rows
 from core.checkpoint import save_checkpoint
 from core.config_overrides import config_differences
 from core.data.features import FeatureTable
@@ -103,6 +105,14 @@ def update_manifest(out: Path, updates: dict[str, Any]) -> None:
     os.replace(tmp, f)
 
 
+def read_manifest_finished(out: Path) -> bool:
+    """Whether OUT/manifest.json says the run finished (False when it is missing or unreadable)."""
+    try:
+        return bool(json.loads((out / MANIFEST_FILE).read_text()).get("training", {}).get("finished"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class TrainingRun:
     """The state and the shared steps of one resumable run; see the module docstring."""
 
@@ -112,6 +122,7 @@ class TrainingRun:
     kept: ClassVar[str]  # what is kept per epoch when there is no validation split
     selection: ClassVar[Selection]
     loss_name: ClassVar[str] = "loss"
+    trains_text: ClassVar[bool] = True  # the step runs the caption query map and head (distillation reads targets)
 
     model: torch.nn.Module
     cycle_steps: int  # steps per cosine cycle of the learning rate
@@ -131,6 +142,8 @@ class TrainingRun:
             raise DataError("dataset folder does not exist", path=data_dir)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} exists and is not a folder")
+        # before any rows are read (the split's size comes from file footers): a step that cannot fit is refused
+        check_batch_room(cfg, rows=count_train_rows(data_dir), text=self.trains_text)
         self.val_table: FeatureTable | None = None
         self.grad_norm = float("nan")
 
@@ -241,6 +254,7 @@ class TrainingRun:
             for p in self.model.logit_scale.values():
                 p.clamp_(0.0, MAX_LOG_SCALE)
         self.step += 1
+        fault_point("train.step")
         self.sums["loss"] = self.sums.get("loss", 0.0) + value
         self.sums["n"] = self.sums.get("n", 0.0) + 1
         for k, v in parts.items():
@@ -298,6 +312,8 @@ class TrainingRun:
             if main:
                 logger.info("sat2sound %s: %s already finished (%d steps); nothing to do", self.command, self.out,
                             self.step)
+                if not read_manifest_finished(self.out):  # killed after the last save, before marking it finished
+                    update_manifest(self.out, {"training": {**self.summary(), "finished": True}})
             return self._result(None)
         self._prepare()
         self.t_start = time.perf_counter()

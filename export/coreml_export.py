@@ -44,17 +44,20 @@ def _decompositions() -> dict:
     return {k: v for k, v in full.items() if k in wanted}
 
 
-def convert_coreml(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str) -> Any:
-    """The float16 ML program of ``tower`` (batch 1), in memory."""
+def convert_coreml(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, *,
+                   module: torch.nn.Module | None = None, deployment: str = "iOS16") -> Any:
+    """The float16 ML program of ``tower`` (batch 1), in memory; ``module``: a ready module with the wrapper's
+    positional inputs (a PT2E-converted tower: its int8 weights become ``constexpr_affine_dequantize``);
+    ``deployment``: the minimum target (int8 activations, quantize / dequantize ops, need iOS17)."""
     import coremltools as ct
 
-    wrapper = build_tower(model, tower)
+    wrapper = module if module is not None else build_tower(model, tower)
     ex = example_inputs(cfg, tower, 1)
     args = tuple(ex[k] for k in tower_inputs(tower))
     with quiet(), torch.no_grad():
         program = torch.export.export(wrapper, args).run_decompositions(_decompositions())
         return ct.convert(
-            program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
+            program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, deployment),
             compute_precision=ct.precision.FLOAT16,
             outputs=[ct.TensorType(name=n) for n in tower_outputs(tower)],
         )

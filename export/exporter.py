@@ -28,11 +28,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from contracts.artifacts import MANIFEST_FILE, QUANT_FILE, ArtifactKind, parse_towers, sha256_file
+from contracts.durability import staging_folder
 from contracts.errors import CheckpointError, ConfigError
 from core.artifacts import move_into_place
 from core.checkpoint import load_checkpoint
 from export.export_run import FP16_MIN_COSINE, ExportRun
-from export.manifest import build_manifest, copy_tokenizer, write_manifest
+from export.manifest import build_manifest, copy_tokenizer, tree_sha256, write_manifest
 from export.parity import PARITY_BATCH, PARITY_SEED, Gates, ParityError, format_failures
 from export.retrieval import retrieval_check, text_cache_note
 from export.targets import (
@@ -108,6 +109,27 @@ def quantize_folder_int8(model_dir: Path, manifest: dict[str, Any]) -> dict[str,
     return found
 
 
+def quantize_folder_pt2e(model_dir: Path, manifest: dict[str, Any]) -> dict[str, dict[str, GivenInt8]]:
+    """{target: {tower: file}} of the PT2E lowerings a quantize folder lists for TFLite and Core ML (its ONNX one is
+    its ``<tower>.int8.onnx``), each verified against the sha256 recorded in its manifest."""
+    if not (model_dir / QUANT_FILE).is_file():
+        return {}
+    records = (json.loads((model_dir / QUANT_FILE).read_text()).get("pt2e") or {})
+    found: dict[str, dict[str, GivenInt8]] = {}
+    for target, towers in (manifest.get("pt2e") or {}).items():
+        if target not in ("tflite", "coreml"):
+            continue
+        for tower, info in towers.items():
+            path = model_dir / info["file"]
+            if not path.exists():
+                raise CheckpointError(f"{model_dir}: PT2E file {info['file']} listed in {MANIFEST_FILE} is missing")
+            digest = sha256_file(path) if path.is_file() else tree_sha256(path)
+            if digest != info.get("sha256"):
+                raise CheckpointError(f"{path} does not match the sha256 in {model_dir / MANIFEST_FILE} (corrupt?)")
+            found.setdefault(target, {})[tower] = GivenInt8(path, records.get(target, {}).get(tower, {}))
+    return found
+
+
 def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iterable[str], *,
                  towers: str | Iterable[str] | None = None, int8: bool = True, force: bool = False,
                  data: str | Path | None = None, split: str = "test", gates: Gates | None = None,
@@ -132,9 +154,10 @@ def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iter
     if "image_grounding" in towers_t and loaded.cfg.model.codebook.head != "codebook":
         raise ConfigError("the image_grounding tower needs the codebook head; this model uses the global head")
     given_int8 = quantize_folder_int8(model_dir, loaded.manifest) if int8 else {}
+    given_pt2e = quantize_folder_pt2e(model_dir, loaded.manifest) if int8 else {}
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    stage = staging_folder(out)  # named by pid: the next run sweeps what a killed one left
     try:
         run = ExportRun(loaded, stage, towers_t, gates, threads)
         steps = len(towers_t) * (int("onnx" in targets or "ort" in targets) + int("coreml" in targets)
@@ -153,9 +176,9 @@ def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iter
                 shutil.rmtree(onnx_dir, ignore_errors=True)
                 run.drop_target("onnx")
         if "tflite" in targets:
-            tflite_target(run, int8, bar)
+            tflite_target(run, int8, bar, given=given_pt2e.get("tflite"))
         if "coreml" in targets:
-            coreml_target(run, int8, bar)
+            coreml_target(run, int8, bar, given=given_pt2e.get("coreml"))
         bar.close()
         retrieval = retrieval_check(run, Path(data), split, progress) if data is not None else None
         if run.failures:
@@ -166,7 +189,8 @@ def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iter
                      if "text" in towers_t else [])
         manifest = build_manifest(
             loaded, targets=targets, towers=towers_t, files=run.files, tokenizer_files=tokenizer,
-            quantization={"int8": int8, "onnx_int8_source": _int8_source(given_int8), "float_kept": FLOAT_KEPT},
+            quantization={"int8": int8, "onnx_int8_source": _int8_source(given_int8), "float_kept": FLOAT_KEPT,
+                          "methods": int8_methods(loaded.manifest, given_pt2e) if int8 else None},
             parity={"held_out": HELD_OUT, "gates": {**asdict(gates), "fp16_min_cosine_macos": FP16_MIN_COSINE},
                     "files": run.parity, "text_cache": text_cache_note(run), "retrieval": retrieval},
             extra=extra)
@@ -176,6 +200,13 @@ def export_model(model_dir: str | Path, out_dir: str | Path, targets: str | Iter
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return ExportResult(out=out, manifest=manifest, targets=targets, towers=towers_t)
+
+
+def int8_methods(manifest: dict[str, Any], given_pt2e: dict[str, dict[str, GivenInt8]]) -> dict[str, str]:
+    """Which int8 method each target's files come from (what the report shows)."""
+    onnx = (manifest.get("methods") or {}).get("onnx") or ("native" if manifest.get("int8") else "native (export)")
+    return {"onnx": onnx, "ort": onnx, "tflite": "pt2e" if "tflite" in given_pt2e else "native",
+            "coreml": "pt2e" if "coreml" in given_pt2e else "native"}
 
 
 def _int8_source(given_int8: dict[str, GivenInt8]) -> str:

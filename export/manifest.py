@@ -211,3 +211,12 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> Path:
     path = Path(out_dir) / MANIFEST_FILE
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
+
+
+def tree_sha256(folder: Path) -> str:
+    """One sha256 over a folder's files (names and contents, sorted): how an .mlpackage is fingerprinted."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in Path(folder).rglob("*") if q.is_file()):
+        h.update(p.relative_to(folder).as_posix().encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()

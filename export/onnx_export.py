@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from contracts.durability import naming
+from contracts.faults import fault_point
 from export.ort_session import onnx_session
 from export.towers import build_tower, example_inputs, tower_inputs, tower_outputs
 
@@ -51,15 +53,17 @@ def _rename_io(program: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) 
 
 
 def export_onnx(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path: str | Path, *,
-                dynamic_batch: bool = True, opset: int = DEFAULT_OPSET) -> Path:
+                dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, module: torch.nn.Module | None = None) -> Path:
     """Export ``tower`` ("image" | "image_grounding" | "audio" | "audio_wave" | "text") of ``model`` to ``path``.
 
     One self-contained .onnx file (weights inside). With ``dynamic_batch`` the first axis of every input and
-    output is the symbolic ``batch``; otherwise the graph is fixed to batch 1. Written atomically.
+    output is the symbolic ``batch``; otherwise the graph is fixed to batch 1. Written atomically. ``module``: a
+    ready module with the wrapper's positional inputs (a PT2E-converted tower, compress/pt2e.py) instead of the
+    wrapper built from ``model``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = build_tower(model, tower)
+    wrapper = module if module is not None else build_tower(model, tower)
     names_in, names_out = tower_inputs(tower), tower_outputs(tower)
     ex = example_inputs(cfg, tower, 2 if dynamic_batch else 1)
     args = tuple(ex[k] for k in names_in)
@@ -77,7 +81,9 @@ def export_onnx(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path: 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        program.save(tmp, external_data=False)
+        with naming(path):  # a full disk names the tower file
+            program.save(tmp, external_data=False)
+        fault_point("export.file")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,8 +3,12 @@
 - ONNX: fp32 per tower and its int8 copy (``export.int8.quantize_tower``, or the int8 tower a `sat2sound
   quantize` folder supplies); with the ORT target only, the ONNX files are the converter's input and not kept.
 - ORT: the ONNX files converted for ONNX Runtime Mobile, the operator config and the mobile usability verdicts.
-- TFLite: fp32 per tower and its ai-edge-quantizer int8 copy.
-- Core ML: fp16 and int8-weight ML programs, validated here, run on macOS only.
+- TFLite: fp32 per tower and its ai-edge-quantizer int8 copy, or the PT2E lowering a quantize folder supplies.
+- Core ML: fp16 and int8-weight ML programs, validated here, run on macOS only; int8 from the quantize folder's PT2E
+  lowering when it has one.
+
+Given files (``GivenInt8``: a `sat2sound quantize --method pt2e|auto` folder's lowerings, verified by sha256) are
+copied, not made again, and go through the same parity checks as files made here.
 """
 
 from __future__ import annotations
@@ -59,8 +63,7 @@ def export_onnx_files(run: ExportRun, onnx_dir: Path, int8: bool, given_int8: di
             if tower in given_int8:
                 given = given_int8[tower]
                 shutil.copy2(given.path, dst)
-                info = {"method": "from the sat2sound quantize folder", "source_file": given.path.name,
-                        **{k: v for k, v in given.info.items() if k in GIVEN_INT8_KEYS}}
+                info = given_info(given)
             else:
                 info = quantize_tower(fp32, dst, "dynamic", tower=tower,
                                       keep_head_float=run.cfg.model.codebook.head == "codebook")
@@ -108,12 +111,25 @@ def ort_target(run: ExportRun, files: OnnxFiles) -> dict[str, Any]:
             "target_platform": "arm", "optimization_style": "Fixed"}
 
 
-def coreml_target(run: ExportRun, int8: bool, bar: Any) -> None:
-    """fp16 (and int8-weight) ML programs of every tower, validated; compared with PyTorch on macOS only."""
+def given_info(given: GivenInt8) -> dict[str, Any]:
+    """The manifest's quantization record of a file copied from a quantize folder."""
+    keys = GIVEN_INT8_KEYS + ("method", "int8_method", "qat_epochs", "quantizer", "minimum_deployment_target")
+    return {"source": "the sat2sound quantize folder", "source_file": given.path.name,
+            **{k: v for k, v in given.info.items() if k in keys}}
+
+
+def coreml_target(run: ExportRun, int8: bool, bar: Any, given: dict[str, GivenInt8] | None = None) -> None:
+    """fp16 (and int8-weight) ML programs of every tower, validated; compared with PyTorch on macOS only.
+    ``given``: int8 packages (PT2E lowerings) to copy instead of quantizing the fp16 program."""
     on_mac = sys.platform == "darwin"
+    given = given or {}
     for tower in run.towers:
         bar.set_postfix_str(f"coreml {tower}")
-        made = export_coreml(run.model, run.cfg, tower, run.stage / "coreml", int8=int8)
+        made = export_coreml(run.model, run.cfg, tower, run.stage / "coreml", int8=int8 and tower not in given)
+        if int8 and tower in given:
+            dst = run.stage / "coreml" / f"{tower}.int8.mlpackage"
+            shutil.copytree(given[tower].path, dst)
+            made["int8"] = (dst, given_info(given[tower]))
         for variant, (path, qinfo) in made.items():
             facts = validate_mlpackage(path, run.cfg, tower, int8=variant == "int8")
             entry = file_entry(run.stage, path, target="coreml", tower=tower, variant=variant,
@@ -127,15 +143,21 @@ def coreml_target(run: ExportRun, int8: bool, bar: Any) -> None:
         bar.update(1)
 
 
-def tflite_target(run: ExportRun, int8: bool, bar: Any) -> None:
-    """fp32 (and int8) LiteRT files of every tower, checked for forbidden ops and parity."""
+def tflite_target(run: ExportRun, int8: bool, bar: Any, given: dict[str, GivenInt8] | None = None) -> None:
+    """fp32 (and int8) LiteRT files of every tower, checked for forbidden ops and parity; ``given``: int8 files
+    (PT2E lowerings) to copy instead of running ai-edge-quantizer."""
+    given = given or {}
     for tower in run.towers:
         bar.set_postfix_str(f"tflite {tower}")
         fp32 = export_tflite(run.model, run.cfg, tower, run.stage / "tflite" / f"{tower}.fp32.tflite")
         made: list[tuple[str, Path, dict | None]] = [("fp32", fp32, None)]
         if int8:
             dst = run.stage / "tflite" / f"{tower}.int8.tflite"
-            made.append(("int8", dst, quantize_tflite_int8(fp32, dst, tower=tower)))
+            if tower in given:
+                shutil.copy2(given[tower].path, dst)
+                made.append(("int8", dst, given_info(given[tower])))
+            else:
+                made.append(("int8", dst, quantize_tflite_int8(fp32, dst, tower=tower)))
         for variant, path, qinfo in made:
             ops = tflite_ops(path)
             bad = [op for op in ops if any(f in op for f in FORBIDDEN_OPS)]

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from contracts.durability import die_with_parent
 from gallery.captions import CaptionRecord
 from gallery.clips import encode_and_decode
 from gallery.layout import DB_NAME, DEFAULT_DTYPE, DEFAULT_INDEX, HNSW_EF_CONSTRUCTION, HNSW_M
@@ -108,13 +109,14 @@ def build_gallery(records: list[CaptionRecord], out: str | Path, embedder: Embed
                   batch_size: int = 32, threads: int = 1, workers: int = 1, index: str = DEFAULT_INDEX,
                   dtype: str = DEFAULT_DTYPE, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
                   extra_meta: dict[str, Any] | None = None, progress: bool = True, max_batches: int | None = None,
-                  on_batch: Callable[[int], None] | None = None) -> BuildReport:
+                  on_batch: Callable[[int], None] | None = None, engine: Any = None) -> BuildReport:
     """Render, embed and store every record not yet in the gallery at ``out``; then (re)build the indexes
     (``index``: usearch, hnswlib or exact; ``dtype``: a USearch index's vector type).
 
     ``workers`` > 1 renders and encodes clips in that many spawned processes (torch-free: they import only the
     renderer); embedding stays in this process. ``max_batches`` stops after that many batches without building
-    the index (as an interruption would); ``on_batch(i)`` is called after batch i commits.
+    the index (as an interruption would); ``on_batch(i)`` is called after batch i commits. ``engine`` (an
+    ``engine.config.EngineConfig``) of kind ray runs the batches on Ray workers (gallery/ray_build.py).
     """
     from tqdm.auto import tqdm
 
@@ -131,10 +133,20 @@ def build_gallery(records: list[CaptionRecord], out: str | Path, embedder: Embed
         todo = [r for r in records if r.id not in done]
         already = len(records) - len(todo)
         added, finished = 0, True
-        bar = tqdm(total=len(records), initial=already, desc="gallery", unit="clip", disable=not progress)
+        on_ray = engine is not None and engine.is_ray
+        if on_ray:  # each batch a retryable task on a Ray worker; committed here in batch order
+            from gallery.ray_build import add_batches_ray
+
+            added, finished = add_batches_ray(writer, todo, embedder, renderer, engine, batch_size=batch_size,
+                                              rate=rate, clip_format=clip_format, clip_compression=clip_compression,
+                                              times=times, threads=threads, progress=progress,
+                                              max_batches=max_batches, on_batch=on_batch)
+            todo = []
+        bar = tqdm(total=len(records), initial=already, desc="gallery", unit="clip", disable=not progress or on_ray)
         pool = None
         if workers > 1 and len(todo) > batch_size:
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=die_with_parent)  # a killed build takes its workers with it
         try:
             for b, start in enumerate(range(0, len(todo), batch_size)):
                 if max_batches is not None and b >= max_batches:

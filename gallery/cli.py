@@ -26,8 +26,10 @@ import json
 import sys
 from pathlib import Path
 
+from contracts.durability import check_room
 from contracts.errors import DataError
 from core.cli_args import add_shared, parse_lat_lon
+from engine.config import add_engine_options, engine_from_args
 from gallery.errors import GalleryError
 from gallery.layout import (
     CLIP_FORMATS,
@@ -82,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--workers", type=int, default=2, help="processes rendering and encoding clips")
     _add_index_options(b)
     add_shared(b, "no-progress")
+    add_engine_options(b)
 
     r = sub.add_parser("reindex", help="rebuild a finished gallery's search index (the db is kept)")
     r.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
@@ -91,10 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     q = sub.add_parser("query", help="search a gallery by text, place or sound")
     q.add_argument("gallery", type=Path, metavar="GALLERY_DIR")
-    what = q.add_mutually_exclusive_group(required=True)
+    what = q.add_mutually_exclusive_group(required=False)  # one of these, or --image (checked in _query)
     what.add_argument("--text", help="free text, embedded with the teacher's text tower")
-    what.add_argument("--at", metavar="LAT,LON", help="a place of the embedded world (renders and embeds its tile)")
+    what.add_argument("--at", metavar="LAT,LON", help="a place of the embedded world (renders and embeds its tile); "
+                      "with --image: the place in the image to look at")
     what.add_argument("--audio", type=Path, help="an audio file (search by sound)")
+    q.add_argument("--image", type=Path, default=None, help="a tile image: a georeferenced raster (GeoTIFF, JPEG 2000, "
+                   "MBTiles) or a plain JPEG/PNG with --gsd (search by real imagery)")
+    q.add_argument("--gsd", type=float, default=None, help="with --image: metres per pixel (default: the file's own)")
+    q.add_argument("--bands", default=None, help="with --image: the raster's red,green,blue band numbers")
     q.add_argument("--zoom", type=int, default=1)
     q.add_argument("--hour", type=float, default=None)
     q.add_argument("--month", type=float, default=None)
@@ -129,6 +137,7 @@ def _build(args: argparse.Namespace) -> int:
         raise GalleryError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.seconds <= 0:
         raise GalleryError(f"--seconds must be positive, got {args.seconds}")
+    engine = engine_from_args(args)
     splits = None
     if args.split:
         from contracts.schema import normalise_split
@@ -145,13 +154,19 @@ def _build(args: argparse.Namespace) -> int:
         raise GalleryError("--clip-audio is for the procedural renderer; imported clips play as they are")
     renderer = get_renderer(args.renderer, seconds=args.seconds, sample_rate=rate,
                             audio=args.clip_audio or embedder.cfg.world.audio)
+    # refuse up front a gallery the disk or memory cannot hold: clips (bytes per sample by format), two vectors
+    # per item and a row; the index build holds both vector sets and a copy
+    clip = rate * args.seconds * {"ogg": 0.4, "flac": 1.2, "wav": 2.0}.get(args.clip_format, 2.0)
+    check_room(f"a gallery of {len(records):,} captions ({args.seconds:g} s {args.clip_format} clips)",
+               disk=int(len(records) * (clip + 8 * embedder.dim + 1024)), out=args.out,
+               memory=int(len(records) * embedder.dim * 4 * 2 * 3))
     extra = {"checkpoint": str(args.ckpt.resolve()), "preset": embedder.cfg.name,
              "text_backbone": embedder.manifest.get("text_backbone"), "caption_source": str(args.captions.resolve())}
     report = build_gallery(records, args.out, embedder, renderer, clip_format=args.clip_format,
                            clip_compression=args.clip_compression, sample_rate=rate,
                            batch_size=args.batch_size, threads=args.threads, workers=args.workers, index=args.index,
                            dtype=args.index_dtype, m=args.hnsw_m, ef_construction=args.ef_construction,
-                           extra_meta=extra, progress=not args.no_progress)
+                           extra_meta=extra, progress=not args.no_progress, engine=engine)
     print(report.summary())
     return 0
 
@@ -216,6 +231,12 @@ def _query(args: argparse.Namespace) -> int:
     from gallery.query import Gallery
 
     at = parse_lat_lon(args.at) if args.at else None
+    if args.image is not None and (args.text is not None or args.audio is not None):
+        raise GalleryError("--image takes --at (a place in it), not --text or --audio")
+    if args.image is None and args.text is None and at is None and args.audio is None:
+        raise GalleryError("give one of --text, --at, --audio or --image")
+    if args.image is None and (args.gsd is not None or args.bands is not None):
+        raise GalleryError("--gsd and --bands go with --image")
     if args.k < 1:
         raise GalleryError(f"--k must be at least 1, got {args.k}")
     with Gallery.open(args.gallery, exact=args.exact) as gallery:
@@ -226,7 +247,16 @@ def _query(args: argparse.Namespace) -> int:
         if embedder.fingerprint != gallery.fingerprint:
             raise GalleryError(f"checkpoint {ckpt} (model {embedder.fingerprint[:12]}) is not the model that embedded "
                                f"{args.gallery} ({gallery.fingerprint[:12]}); pass the right --ckpt or rebuild")
-        if args.text is not None:
+        if args.image is not None:
+            from gallery.image_query import embed_image_file
+
+            vector, seen = embed_image_file(embedder, args.image, zoom=args.zoom, at=at, gsd=args.gsd,
+                                            bands=args.bands, hour=args.hour, month=args.month,
+                                            audio_source=args.audio_source, use_location=not args.no_location)
+            print(f"image: {seen['kind']}, {seen['view_ground_m']:.0f} m view at GSD {seen['gsd_given_m']:.2f} m"
+                  + (f", place {seen['place'][0]:.5f},{seen['place'][1]:.5f}" if seen["place"] else ", no place"),
+                  file=sys.stderr)
+        elif args.text is not None:
             vector = embedder.embed_texts([args.text])[0]
         elif at is not None:
             vector = embedder.embed_place(at[0], at[1], args.zoom, hour=args.hour, month=args.month,

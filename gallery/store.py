@@ -29,6 +29,8 @@ import numpy as np
 import sqlite_utils
 
 from contracts.artifacts import sha256_bytes, sha256_file
+from contracts.durability import acquire_lock, atomic_write_text, release_lock, space_note
+from contracts.faults import fault_point
 from gallery import backends
 from gallery import index as vindex
 from gallery.errors import GalleryError
@@ -105,6 +107,16 @@ class GalleryWriter:
         if root.exists() and not root.is_dir():
             raise GalleryError(f"--out {root} is a file, not a folder")
         root.mkdir(parents=True, exist_ok=True)
+        lock = acquire_lock(root, what="the gallery")  # a second builder of the same folder is refused at once
+        try:
+            return cls._open_locked(root, lock, fingerprint, dim, clip_format, sample_rate, extra_meta)
+        except BaseException:
+            release_lock(lock)
+            raise
+
+    @classmethod
+    def _open_locked(cls, root: Path, lock: int, fingerprint: str, dim: int, clip_format: str, sample_rate: int,
+                     extra_meta: dict[str, Any] | None) -> GalleryWriter:
         path = root / DB_NAME
         fresh = not path.exists()
         if not fresh:
@@ -128,6 +140,7 @@ class GalleryWriter:
                 raise GalleryError(f"{path} was built with {key} = {meta.get(key)!r}, this build asks for {value!r}; "
                                    "build into a new --out folder (or delete the old gallery)")
         writer = cls(root, db, meta)
+        writer._lock = lock
         (root / INDEX_JSON).unlink(missing_ok=True)  # the db is about to change: its old index no longer describes it
         return writer
 
@@ -153,6 +166,9 @@ class GalleryWriter:
 
     def close(self) -> None:
         self.db.close()
+        if getattr(self, "_lock", None) is not None:
+            release_lock(self._lock)
+            self._lock = None
 
     def __enter__(self) -> GalleryWriter:
         return self
@@ -183,6 +199,16 @@ class GalleryWriter:
             fresh.append(row)
         if not fresh:
             return 0
+        try:
+            self._insert(fresh)
+        except sqlite3.OperationalError as exc:  # a full disk, a file-size limit, a read-only file
+            raise GalleryError(f"cannot write {self.root / DB_NAME}: {exc} ({space_note(self.root)}); the items "
+                               "written so far are kept: rerun the same command to resume") from None
+        self._done.update(seen)  # only after the transaction committed
+        fault_point("gallery.batch")
+        return len(fresh)
+
+    def _insert(self, fresh: list[GalleryRow]) -> None:
         items, clips, vectors = [], [], []
         with self.db.atomic():
             next_label = self.db.execute("SELECT coalesce(max(label) + 1, 0) FROM items").fetchone()[0]
@@ -201,8 +227,6 @@ class GalleryWriter:
             self.db["items"].insert_all(items)
             self.db["clips"].insert_all(clips)
             self.db["embeddings"].insert_all(vectors)
-        self._done.update(seen)  # only after the transaction committed
-        return len(fresh)
 
     def set_meta(self, values: dict[str, Any]) -> None:
         with self.db.atomic():
@@ -344,7 +368,6 @@ class GalleryWriter:
         info = {"index_format": INDEX_FORMAT, "schema_version": SCHEMA_VERSION, "build_id": self.meta["build_id"],
                 "count": count, "dim": self.dim, "fingerprint": self.meta["model_fingerprint"], "params": params,
                 "measured": measured, "files": files, "created": _now()}
-        tmp = self.root / (INDEX_JSON + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        os.replace(tmp, self.root / INDEX_JSON)
+        fault_point("gallery.index")
+        atomic_write_text(self.root / INDEX_JSON, json.dumps(info, indent=2), label="gallery.publish")
         return info

@@ -1,7 +1,7 @@
 """The device side: the offline Kivy app and the bundle reader it runs on (a phone, a kiosk, a desktop).
 
 Imports only contracts, the gallery's read path (gallery.query) and what a device has (numpy, Pillow, sqlite3,
-Kivy, onnxruntime / ai_edge_litert; hnswlib, plyer and pyjnius optional; gpxpy for the desktop's walk);
+Kivy, onnxruntime / ai_edge_litert; usearch (or hnswlib), plyer and pyjnius optional; gpxpy for the desktop's walk);
 never torch, core, world, compress, export or bundle (the build side, which writes the bundles this package reads).
 
 - ``mercator``     web-mercator tile geometry

@@ -6,7 +6,7 @@ A bundle folder (written by ``sat2sound bundle``: bundle.build on the build side
                                (ground extent + map level per model zoom), tour places, SHA-256 + size of every file
     model/                     the int8 image+metadata tower: .ort (ONNX Runtime, mobile format), .tflite (LiteRT),
                                and the export's manifest.json
-    gallery/                   gallery.db + index.json + HNSW indexes (gallery.layout)
+    gallery/                   gallery.db + index.json + the search indexes (USearch or hnswlib files, gallery.layout)
     map/region.mbtiles         the region's imagery as an MBTiles 1.3 pyramid (mobile_app.mbtiles)
 
 A device trusts nothing it has not checked: every file's hash (cached by size + mtime after the first full check,

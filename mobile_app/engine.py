@@ -5,7 +5,7 @@ zoom, ...)`` cuts the model's view out of the map, runs the on-device tower and 
 step. The Kivy app, the benchmark and the tests all drive this one object, so what the tests measure is what the
 app does.
 
-Device-side: numpy, onnxruntime / ai_edge_litert, hnswlib (optional), sqlite3, Pillow. Never torch.
+Device-side: numpy, onnxruntime / ai_edge_litert, usearch or hnswlib (optional), sqlite3, Pillow. Never torch.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class Soundscape(Closing):
         t1 = time.perf_counter()
         mbtiles = MBTiles(bundle.map_path)
         try:
-            gallery = Gallery.open(bundle.gallery_dir, expect_fingerprint=bundle.model.space_fingerprint, exact=exact)
+            # The bundle check hashed the gallery's files against its manifest already: the gallery need not again.
+            gallery = Gallery.open(bundle.gallery_dir, expect_fingerprint=bundle.model.space_fingerprint, exact=exact,
+                                   verify="header" if verify else "quick")
         except GalleryError as exc:
             mbtiles.close()
             raise BundleError(f"bundle {bundle.root}: {exc}") from None

@@ -134,21 +134,27 @@ class MBTiles(Closing):
 
     def tile_rgb(self, level: int, col: int, row_xyz: int) -> np.ndarray:
         """Decoded tile, RGB uint8 (256, 256, 3); a missing or undecodable tile is a PlaceError naming it."""
+        return self.tile_rgba(level, col, row_xyz)[0]
+
+    def tile_rgba(self, level: int, col: int, row_xyz: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(RGB uint8 (256, 256, 3), alpha (256, 256) or None): a bundle drawn from real imagery marks its no-data
+        pixels with alpha 0. A missing or undecodable tile is a PlaceError naming it."""
         data = self.tile_bytes(level, col, row_xyz)
         where = f"level {level}, column {col}, row {row_xyz}"
         if data is None:
-            raise PlaceError(f"the map has no imagery tile at {where} ({self.path.name}); this place cannot be "
-                             "heard - rebuild the bundle for this region")
+            raise PlaceError(f"the map has no imagery tile at {where} ({self.path.name}): no data there (past the "
+                             "edge of a bundle's real imagery, or not built); this place cannot be heard")
         try:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+                alpha = np.asarray(img.getchannel("A"), dtype=np.uint8) if img.mode in ("RGBA", "LA") else None
         except (OSError, ValueError, UnidentifiedImageError):
             raise PlaceError(f"the map's imagery tile at {where} is damaged; rebuild the bundle") from None
         if rgb.shape[:2] != (mercator.TILE_PX, mercator.TILE_PX):
             raise PlaceError(f"the map's imagery tile at {where} is {rgb.shape[1]}x{rgb.shape[0]} px, not "
                              f"{mercator.TILE_PX}x{mercator.TILE_PX}")
-        return rgb
+        return rgb, alpha
 
     def read_view(self, lon: float, lat: float, ground_m: float, level: int) -> np.ndarray:
         """The square of ground ``ground_m`` metres wide centred on (lon, lat), north up, at ``level``'s pixels.
@@ -167,8 +173,15 @@ class MBTiles(Closing):
         c0, c1 = left // t, (left + side - 1) // t
         r0, r1 = top // t, (top + side - 1) // t
         canvas = np.empty(((r1 - r0 + 1) * t, (c1 - c0 + 1) * t, 3), dtype=np.uint8)
+        opaque = np.ones(canvas.shape[:2], dtype=bool)
         for r in range(r0, r1 + 1):
             for c in range(c0, c1 + 1):
-                canvas[(r - r0) * t:(r - r0 + 1) * t, (c - c0) * t:(c - c0 + 1) * t] = self.tile_rgb(level, c, r)
+                rgb, alpha = self.tile_rgba(level, c, r)
+                canvas[(r - r0) * t:(r - r0 + 1) * t, (c - c0) * t:(c - c0 + 1) * t] = rgb
+                if alpha is not None:
+                    opaque[(r - r0) * t:(r - r0 + 1) * t, (c - c0) * t:(c - c0 + 1) * t] = alpha > 0
         y, x = top - r0 * t, left - c0 * t
+        if not opaque[y:y + side, x:x + side].all():
+            raise PlaceError(f"the imagery has no data for part of the {ground_m:.0f} m view around {lat:.5f}, "
+                             f"{lon:.5f} (the scene's edge); this place cannot be heard - tap further inside")
         return canvas[y:y + side, x:x + side]

@@ -14,6 +14,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("SAT2SOUND_CACHE_DIR", tempfile.mkdtemp(prefix="sat2sound-test-cache-"))
 
 
+def pytest_unconfigure(config):
+    """JAX (pulled in by litert-torch) logs a debug line from an atexit hook, after pytest has closed the captured
+    stream a library's handler still points at; logging would print a "Logging error" traceback for it."""
+    import logging
+
+    logging.raiseExceptions = False
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     from core.config import get_preset
@@ -57,3 +65,12 @@ def save_untrained(tmp_path_factory, cfg, name: str, seed: int = 0):
     path = tmp_path_factory.mktemp(name) / "ckpt"
     save_checkpoint(build_model(cfg), cfg, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def fault_chain(tmp_path_factory):
+    """Every artifact stage once on the tiny preset (world, teacher, student, int8, export, gallery, map, bundle):
+    the inputs and the uninterrupted references of the fault-injection and bad-input tests."""
+    from benchmarks.fault_stages import build_chain
+
+    return build_chain(tmp_path_factory.mktemp("fault-chain"))

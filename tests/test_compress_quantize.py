@@ -11,6 +11,7 @@ import pytest
 import torch
 from data_fixtures import GEOSOUND_SCHEMA, write_geosound, write_shards
 
+from compress.pt2e_stage import resolve_methods
 from compress.quantize import QUANT_FILE, int8_filename
 from compress.student import build_student
 from core.checkpoint import load_checkpoint, read_manifest, save_checkpoint
@@ -65,6 +66,8 @@ def test_dynamic_int8_folder_is_complete_and_keeps_the_head_float(setup, dynamic
     quant = json.loads((out / QUANT_FILE).read_text())
     image = quant["towers"]["image"]
     assert quant["scheme"] == "dynamic" and image["reduce_range"] == cpu_int8_quirks()["reduce_range"]
+    assert quant["methods"] == resolve_methods("auto") and quant["methods"]["onnx"] == "native"  # measured default
+    assert image["int8_method"] == "native" and set(quant["evaluation"]["methods"]) >= {"native"}
     assert image["int8_ops"].get("MatMulInteger", 0) + image["int8_ops"].get("DynamicQuantizeMatMul", 0) > 0
     assert image["bytes"] < image["fp32_bytes"]
     graph = onnx.load(str(out / int8_filename("image")))

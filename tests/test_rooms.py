@@ -15,28 +15,33 @@ from gallery.layout import READ_PATH_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# room -> the rooms it may import. Arrows only run down: contracts <- world <- core <- export <- compress <- gallery
-# (build side) <- bundle; the device side (mobile_app, the gallery's read path) stands on contracts alone.
+# room -> the rooms it may import. Arrows only run down: contracts <- engine <- world <- core <- export <- compress
+# <- gallery (build side) <- bundle; the device side (mobile_app, the gallery's read path) stands on contracts alone.
 ALLOWED: dict[str, set[str]] = {
     "contracts": set(),
-    "world": {"contracts"},
-    "core": {"contracts", "world"},
+    # engine: the Ray engine's scheduler, below every stage that can run on it (world, core's maps, gallery)
+    "engine": {"contracts"},
+    # imagery: reading real scenes with rasterio (build side; the app reads the bundle's MBTiles, never this)
+    "imagery": {"contracts"},
+    "world": {"contracts", "engine"},
+    "core": {"contracts", "world", "engine", "imagery"},
     "published": {"contracts", "core"},
     "export": {"contracts", "core"},
     "compress": {"contracts", "core", "export"},
-    "gallery": {"contracts", "core", "world"},
-    "bundle": {"contracts", "core", "world", "export", "compress", "gallery", "mobile_app"},
+    "gallery": {"contracts", "core", "world", "engine", "imagery"},
+    "bundle": {"contracts", "core", "world", "export", "compress", "gallery", "mobile_app", "imagery"},
     "mobile_app": {"contracts", "gallery"},
     "benchmarks": {"contracts", "core", "world", "published", "export", "compress", "gallery", "bundle",
-                   "mobile_app"},
+                   "mobile_app", "engine", "imagery"},
 }
 ROOMS = tuple(ALLOWED)
-BUILD_ROOMS = {"world", "core", "published", "export", "compress", "bundle", "benchmarks"}
+BUILD_ROOMS = {"engine", "imagery", "world", "core", "published", "export", "compress", "bundle", "benchmarks"}
 # The gallery's read path: what a phone runs to search a gallery and play its clips.
 GALLERY_DEVICE = tuple(f"gallery/{name}.py" for name in READ_PATH_MODULES)
 # Third-party packages the build side may use and a phone has not.
 BUILD_ONLY_PACKAGES = {"torch", "torchao", "transformers", "onnx", "onnxscript", "coremltools", "litert_torch",
-                       "ai_edge_quantizer", "safetensors", "pyarrow", "sqlite_utils", "tqdm", "matplotlib", "faiss"}
+                       "ai_edge_quantizer", "safetensors", "pyarrow", "sqlite_utils", "tqdm", "matplotlib", "faiss",
+                       "ray", "rasterio"}
 
 
 def _imports(path: Path) -> set[str]:

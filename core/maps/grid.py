@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from contracts.durability import available_memory_bytes
 from contracts.errors import ConfigError
 
 
@@ -91,17 +91,6 @@ def make_grid(bbox: BBox, cols: int) -> Grid:
     height_km = bbox.lat1 - bbox.lat0
     rows = max(1, round(cols * height_km / max(width_km, 1e-9)))
     return Grid(bbox, rows, cols)
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 # bytes a map tile costs while a region is embedded and scored: its float32 embedding, land-cover fractions, the

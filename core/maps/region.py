@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contracts.durability import atomic_write_text, die_with_parent, sweep_stale
 from contracts.errors import CheckpointError, ConfigError
+from contracts.faults import fault_point
 from contracts.image_prep import normalise
 from contracts.schema import AUDIO_SOURCES, META_FIELDS, normalise_audio_source
 from core.checkpoint import Loaded
@@ -119,10 +121,7 @@ def _check_or_write_spec(cache: Path, spec: dict) -> None:
             raise CheckpointError(f"the map cache {cache} was made with other settings ({', '.join(diff)}); "
                                   "use another --cache folder or delete it")
         return
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec, indent=2))
-    os.replace(tmp, f)
+    atomic_write_text(f, json.dumps(spec, indent=2), label="map.spec")  # unique temp name: two fillers never clash
 
 
 @torch.no_grad()
@@ -148,6 +147,8 @@ def embed_region(loaded: Loaded, grid: Grid, zoom: int, meta: MetaOptions, cache
     _check_or_write_spec(cache, spec)
     chunks_dir = cache / "chunks"
     chunks_dir.mkdir(exist_ok=True)
+    for stale in chunks_dir.glob(".*.tmp.npz"):  # a killed filler's half-written chunk (its pid is gone)
+        sweep_stale(chunks_dir, stale.name.rsplit(".", 3)[0] + ".")
     centres = grid.centres()
     n_chunks = (len(centres) + chunk - 1) // chunk
     mine = [j for j in range(n_chunks) if j % shard[1] == shard[0] and not (chunks_dir / f"{j:05d}.npz").exists()]
@@ -157,12 +158,15 @@ def embed_region(loaded: Loaded, grid: Grid, zoom: int, meta: MetaOptions, cache
     jobs = [(loaded.cfg, source.seed, centres[j * chunk:(j + 1) * chunk], zoom) for j in mine]
     t0 = time.perf_counter()
     done = 0
-    with ProcessPoolExecutor(max_workers=max(1, workers)) if workers > 0 else _Inline() as pool:
+    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=die_with_parent) if workers > 0 else \
+            _Inline() as pool:
         for j, (images, fractions) in zip(mine, pool.map(render_views, jobs)):
             part = centres[j * chunk:(j + 1) * chunk]
             emb = embed_views(loaded, images, zoom, source.gsd, meta.tensors(part))
-            tmp = chunks_dir / f".{j:05d}.tmp.npz"
+            # a temp name per process: two processes filling one cache write the same chunk's bytes side by side
+            tmp = chunks_dir / f".{j:05d}.{os.getpid()}.tmp.npz"
             np.savez(tmp, embeddings=emb, fractions=fractions)
+            fault_point("map.chunk")
             os.replace(tmp, chunks_dir / f"{j:05d}.npz")
             done += len(part)
             bar.update(len(part))
