@@ -135,6 +135,13 @@ def test_map_command_writes_png_scores_and_summary(ckpt, tmp_path, tiny_world):
     shutil.rmtree(out)
 
 
+def test_a_cache_kept_elsewhere_still_writes_the_maps_into_a_new_out_folder(ckpt, tmp_path, tiny_world):
+    out = tmp_path / "new" / "maps"
+    assert main(["map", "--ckpt", str(ckpt), "--bbox", "-95,40,-93,41", "--cols", "2", "--query", "birds",
+                 "--cache", str(tmp_path / "cache"), "--out", str(out), "--workers", "0", "--no-progress"]) == 0
+    assert len(list(out.glob("map-*.npz"))) == 1 and (tmp_path / "cache" / "chunks").is_dir()
+
+
 def test_a_region_all_over_open_water_draws_a_map_without_land_scores(ckpt, tmp_path, tiny_world):
     out = tmp_path / "ocean"
     assert main(["map", "--ckpt", str(ckpt), "--bbox", "-150,10,-149,11", "--cols", "3", "--query",

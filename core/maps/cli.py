@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     # and counting it would make every land query look better than it is.
     land = region.fractions[:, CLASS_INDEX["water"]] < 0.95
     rows = []
+    out.mkdir(parents=True, exist_ok=True)  # with --cache elsewhere nothing has made it yet
     for label, vec in vectors:
         t1 = time.perf_counter()
         scores = score_map(region.embeddings, vec, grid.rows, grid.cols)
