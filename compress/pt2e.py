@@ -36,14 +36,13 @@ import torch
 from tqdm.auto import tqdm
 
 from contracts.errors import ConfigError, DataError
-from export.towers import build_tower, example_inputs, tower_inputs
+from export.towers import build_tower, export_arguments, tower_inputs
 
 if TYPE_CHECKING:
     from core.config import Sat2SoundConfig
 
 PT2E_SCHEMES: tuple[str, ...] = ("static", "dynamic")
 FLOAT_MODULES: tuple[str, ...] = ("core.model.codebook.CodebookHead", "core.data.audio_frontend.LogMel")
-MAX_BATCH = 4096
 _INT_INPUTS = ("audio_source", "caption_source", "input_ids", "attention_mask")
 
 
@@ -96,13 +95,7 @@ def tower_program(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, *, d
     wrapper = build_tower(model, tower)
     if train:
         wrapper.train()
-    names = tower_inputs(tower)
-    ex = example_inputs(cfg, tower, 2 if dynamic_batch else 1)
-    args = tuple(ex[k] for k in names)
-    shapes = None
-    if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        shapes = {k: {0: batch} for k in names}
+    args, shapes = export_arguments(cfg, tower, dynamic_batch)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

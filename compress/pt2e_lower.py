@@ -14,7 +14,6 @@ Each file is written atomically by the exporters it reuses; every lowering recor
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from compress.pt2e import Pt2eTower, count_quantized
-from core.artifacts import temp_beside
+from core.artifacts import written_beside
 from export.quiet import quiet
 from export.towers import example_inputs, tower_inputs, tower_outputs
 
@@ -71,15 +70,9 @@ def lower_tflite(pt: Pt2eTower, cfg: Sat2SoundConfig, path: str | Path) -> dict[
     named = _Named(pt.converted(fold=False), pt.tower)  # exported modules refuse .eval(); already in eval
     ex = example_inputs(cfg, pt.tower, 1)
     kwargs = {k: ex[k] for k in tower_inputs(pt.tower)}
-    tmp = temp_beside(path)
-    try:
-        with quiet(), warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            litert_torch.convert(named, (), kwargs).export(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with written_beside(path) as tmp, quiet(), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        litert_torch.convert(named, (), kwargs).export(str(tmp))
     details = tflite_interpreter(path).get_tensor_details()
     int8 = [t["name"] for t in details if t["dtype"] == np.int8]
     if not int8:

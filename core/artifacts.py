@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from contracts.faults import fault_point
 
 
-def temp_beside(path: Path) -> Path:
-    """An empty temporary file in ``path``'s folder (created if missing), to write into and then ``os.replace``
-    onto ``path``: a reader never sees a half-written file."""
+@contextlib.contextmanager
+def written_beside(path: Path) -> Iterator[Path]:
+    """A temporary file in ``path``'s folder (created if missing) to write into; when the block ends without an
+    error it is ``os.replace``d onto ``path``, else removed: a reader never sees a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    return Path(tmp)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def move_into_place(stage: Path, out: Path) -> None:

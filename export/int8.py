@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import platform
 import shutil
 import tempfile
@@ -50,7 +49,7 @@ import onnx
 
 from contracts.artifacts import Tower
 from contracts.errors import ConfigError
-from core.artifacts import temp_beside
+from core.artifacts import written_beside
 from export.int8_parity import embedding_parity, float_counts, outlier_ratios
 from export.onnx_graph import (
     compact,
@@ -225,13 +224,8 @@ def quantize_tower(src: str | Path, dst: str | Path, scheme: str = "dynamic", *,
                 break
         chosen = best[1]
         used, n_float = plan[chosen]
-        tmp = temp_beside(dst)
-        try:
+        with written_beside(dst) as tmp:
             shutil.copyfile(work / f"attempt-{chosen}.onnx", tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     quantized = onnx.load(str(dst), load_external_data=False)
     counts = quantized_counts(quantized)
     info.update(_describe(used, rr and used != "weight-only", calibrate_method, counts["quantized_matmuls"]))

@@ -26,13 +26,12 @@ import torch
 from contracts.durability import naming
 from contracts.faults import fault_point
 from export.ort_session import onnx_session
-from export.towers import build_tower, example_inputs, tower_inputs, tower_outputs
+from export.towers import build_tower, export_arguments, tower_inputs, tower_outputs
 
 if TYPE_CHECKING:
     from core.config import Sat2SoundConfig
 
 DEFAULT_OPSET = 20
-MAX_BATCH = 4096
 
 
 def _rename_io(program: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
@@ -65,12 +64,7 @@ def export_onnx(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = module if module is not None else build_tower(model, tower)
     names_in, names_out = tower_inputs(tower), tower_outputs(tower)
-    ex = example_inputs(cfg, tower, 2 if dynamic_batch else 1)
-    args = tuple(ex[k] for k in names_in)
-    dynamic_shapes = None
-    if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        dynamic_shapes = {k: {0: batch} for k in names_in}
+    args, dynamic_shapes = export_arguments(cfg, tower, dynamic_batch)
     # the exporter warns once per missing torchvision op (nms, roi_align...): not ops this model has
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():

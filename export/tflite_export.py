@@ -19,7 +19,6 @@ the manifest records (and the tests check) that no SORT / TOPK / STABLEHLO op sl
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from core.artifacts import temp_beside
+from core.artifacts import written_beside
 from export.quiet import quiet as _quiet
 from export.towers import build_tower, example_inputs, tower_inputs
 
@@ -46,15 +45,9 @@ def export_tflite(model: torch.nn.Module, cfg: Sat2SoundConfig, tower: str, path
     wrapper = build_tower(model, tower, named_outputs=True)
     ex = example_inputs(cfg, tower, 1)
     kwargs = {k: ex[k] for k in tower_inputs(tower)}
-    tmp = temp_beside(path)
-    try:
-        with _quiet(), torch.no_grad():
-            edge = litert_torch.convert(wrapper, (), kwargs)
-            edge.export(str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with written_beside(path) as tmp, _quiet(), torch.no_grad():
+        edge = litert_torch.convert(wrapper, (), kwargs)
+        edge.export(str(tmp))
     return path
 
 
@@ -66,15 +59,9 @@ def quantize_tflite_int8(src: str | Path, dst: str | Path, *, tower: str) -> dic
     weight_only = tower == "text"
     base = recipe.weight_only_wi8_afp32() if weight_only else recipe.dynamic_wi8_afp32()
     rules = list(base) + [{"regex": FLOAT_REGEX, "operation": "*", "algorithm_key": "no_quantize"}]
-    tmp = temp_beside(dst)
-    try:
-        with _quiet():
-            result = quantizer.Quantizer(str(src), rules).quantize()
-            result.export_model(str(tmp), overwrite=True)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with written_beside(dst) as tmp, _quiet():
+        result = quantizer.Quantizer(str(src), rules).quantize()
+        result.export_model(str(tmp), overwrite=True)
     details = tflite_interpreter(dst).get_tensor_details()
     int8_tensors = [t["name"] for t in details if t["dtype"] == np.int8]
     in_float_parts = [n for n in int8_tensors if "CodebookHead_head" in n or "LogMel_logmel" in n]

@@ -19,7 +19,7 @@ ignores them (they are still graph inputs, so one app works with both).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -221,6 +221,22 @@ def example_inputs(cfg: Sat2SoundConfig, tower: str, batch: int = 2, *, seed: in
     if tower == "text":
         return tokenize(cfg, texts if texts is not None else example_texts(batch, seed=seed))
     raise ValueError(f"unknown tower {tower!r}; expected one of {', '.join(ALL_TOWERS)}")
+
+
+MAX_BATCH = 4096  # the symbolic batch's upper bound in exported graphs
+
+
+def export_arguments(cfg: Sat2SoundConfig, tower: str, dynamic_batch: bool = True
+                     ) -> tuple[tuple[torch.Tensor, ...], dict[str, dict[int, Any]] | None]:
+    """What ``torch.export`` (and the ONNX exporter on it) takes for ``tower``: the positional example inputs
+    (batch 2 with a symbolic batch dimension on every input, so it is not specialised; or batch 1, fixed)."""
+    names = tower_inputs(tower)
+    ex = example_inputs(cfg, tower, 2 if dynamic_batch else 1)
+    args = tuple(ex[k] for k in names)
+    if not dynamic_batch:
+        return args, None
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    return args, {k: {0: batch} for k in names}
 
 
 EXAMPLE_TEXTS = (
